@@ -1,0 +1,28 @@
+"""The code location: assets, jobs, sensors and the resources of the embedded default.
+
+`dagster dev` (workspace.yaml) and the `mediaintel` CLI both load ``defs`` from here.
+Production swaps resources by configuration (dagster.yaml, environment), not code.
+"""
+
+from __future__ import annotations
+
+from dagster import Definitions
+
+from .assets import media_assets
+from .jobs import ingest_job
+from .resources import LakehouseResource, LocalInboxResource
+from .sensors import inbox_sensor
+
+
+def build_defs(resources: dict | None = None) -> Definitions:
+    """Definitions with the default resources, or the given ones (tests, the CLI)."""
+    default = {"lake": LakehouseResource(), "inbox": LocalInboxResource()}
+    return Definitions(
+        assets=[media_assets],
+        jobs=[ingest_job],
+        sensors=[inbox_sensor],
+        resources={**default, **(resources or {})},
+    )
+
+
+defs = build_defs()

@@ -1,0 +1,174 @@
+"""The lakehouse contract: every Delta table's Arrow schema, in one place.
+
+Table and column names are a contract (DESIGN.md): users, DuckDB queries and tools rely
+on them. Add columns freely; rename none. ``KEYS`` says which columns identify the rows a
+writer replaces: writing a media's rows replaces its old rows, so reruns are idempotent.
+"""
+
+from __future__ import annotations
+
+import pyarrow as pa
+
+TS = pa.timestamp("us", tz="UTC")
+
+SCHEMAS: dict[str, pa.Schema] = {
+    "media": pa.schema(
+        [
+            ("media_id", pa.string()),
+            ("sha256", pa.string()),
+            ("source_uri", pa.string()),  # first location this content was seen at
+            ("size_bytes", pa.int64()),
+            ("kind", pa.string()),  # 'video', 'audio' or 'image', from the content
+            ("container", pa.string()),
+            ("duration_s", pa.float64()),
+            ("has_video", pa.bool_()),
+            ("has_audio", pa.bool_()),
+            ("video_codec", pa.string()),
+            ("width", pa.int32()),
+            ("height", pa.int32()),
+            ("fps", pa.float64()),
+            ("rotation", pa.int32()),
+            ("video_frames", pa.int64()),
+            ("audio_codec", pa.string()),
+            ("sample_rate", pa.int32()),
+            ("channels", pa.int32()),
+            ("bit_rate", pa.int64()),
+            ("arrival_partition", pa.string()),
+            ("code_version", pa.string()),
+            ("ingested_at", TS),
+        ]
+    ),
+    "media_sources": pa.schema(
+        [
+            ("source_uri", pa.string()),
+            ("media_id", pa.string()),
+            ("size_bytes", pa.int64()),
+            ("mtime_ns", pa.int64()),
+            ("arrival_partition", pa.string()),
+            ("seen_at", TS),
+        ]
+    ),
+    "quarantine": pa.schema(
+        [
+            ("source_uri", pa.string()),
+            ("stage", pa.string()),
+            ("error_type", pa.string()),
+            ("message", pa.string()),
+            ("media_id", pa.string()),  # null when the bytes could not be read
+            ("size_bytes", pa.int64()),
+            ("mtime_ns", pa.int64()),
+            ("arrival_partition", pa.string()),
+            ("run_id", pa.string()),
+            ("code_version", pa.string()),
+            ("seen_at", TS),
+        ]
+    ),
+    "scenes": pa.schema(
+        [
+            ("media_id", pa.string()),
+            ("scene_index", pa.int32()),
+            ("start_s", pa.float64()),
+            ("end_s", pa.float64()),
+            ("keyframe_s", pa.float64()),
+            ("keyframe_uri", pa.string()),
+            ("phash", pa.string()),
+            ("code_version", pa.string()),
+        ]
+    ),
+    "transcript_segments": pa.schema(
+        [
+            ("media_id", pa.string()),
+            ("segment_index", pa.int32()),
+            ("start_s", pa.float64()),
+            ("end_s", pa.float64()),
+            ("text", pa.string()),
+            ("language", pa.string()),
+            ("avg_logprob", pa.float64()),
+            ("model_id", pa.string()),
+        ]
+    ),
+    "ocr_text": pa.schema(
+        [
+            ("media_id", pa.string()),
+            ("scene_index", pa.int32()),
+            ("line_index", pa.int32()),
+            ("text", pa.string()),
+            ("confidence", pa.float64()),
+            ("model_id", pa.string()),
+        ]
+    ),
+    "embeddings": pa.schema(
+        [
+            ("media_id", pa.string()),
+            ("item_kind", pa.string()),  # 'scene', 'segment' or 'ocr'
+            ("item_index", pa.int32()),
+            ("model_id", pa.string()),
+            ("vector", pa.list_(pa.float32())),
+        ]
+    ),
+    "index_entries": pa.schema(
+        [
+            ("entry_id", pa.string()),
+            ("media_id", pa.string()),
+            ("item_kind", pa.string()),
+            ("item_index", pa.int32()),
+            ("model_id", pa.string()),
+            ("backend", pa.string()),
+        ]
+    ),
+    "near_duplicates": pa.schema(
+        [
+            ("media_id", pa.string()),
+            ("duplicate_of", pa.string()),
+            ("method", pa.string()),
+            ("score", pa.float64()),
+        ]
+    ),
+    "audit_log": pa.schema(
+        [
+            ("asset", pa.string()),
+            ("partition", pa.string()),
+            ("media_id", pa.string()),
+            ("source_uri", pa.string()),  # for quarantined files that have no media_id
+            ("table_name", pa.string()),
+            ("status", pa.string()),  # 'written' or 'quarantined'
+            ("run_id", pa.string()),
+            ("code_version", pa.string()),
+            ("model_id", pa.string()),
+            ("rows", pa.int64()),
+            ("delta_version", pa.int64()),
+            ("at", TS),
+        ]
+    ),
+}
+
+# Columns that identify the rows one write replaces (None: append-only log).
+KEYS: dict[str, list[str] | None] = {
+    "media": ["media_id"],
+    "media_sources": ["source_uri"],
+    "quarantine": ["source_uri", "stage"],
+    "scenes": ["media_id"],
+    "transcript_segments": ["media_id"],
+    "ocr_text": ["media_id"],
+    # Two stages (CLIP on scenes, text models on segments/OCR) share this table, and
+    # vectors of two models live side by side: a write replaces only its own kind+model.
+    "embeddings": ["media_id", "item_kind", "model_id"],
+    "index_entries": ["media_id", "item_kind", "model_id", "backend"],
+    "near_duplicates": ["media_id"],
+    "audit_log": None,
+}
+
+TABLES = tuple(SCHEMAS)
+
+
+def schema(table: str) -> pa.Schema:
+    try:
+        return SCHEMAS[table]
+    except KeyError:
+        raise KeyError(f"unknown lakehouse table {table!r}; known: {', '.join(TABLES)}") from None
+
+
+def to_arrow(table: str, rows: list[dict]) -> pa.Table:
+    """Rows (dicts) as an Arrow table with the contract schema; missing columns are null."""
+    sch = schema(table)
+    return pa.Table.from_pylist([{name: row.get(name) for name in sch.names} for row in rows], schema=sch)

@@ -1,0 +1,222 @@
+"""Content hashing and media probing with PyAV.
+
+Media are recognised by their bytes, never by their file extension: the file is handed to
+FFmpeg as a stream without its name, so a WAV named ``.png`` is audio and a text file named
+``.mp4`` is bad input. Every failure is a :class:`MediaError` with a type and a message a
+person understands; the caller quarantines the file and carries on.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import os
+from dataclasses import dataclass
+from fractions import Fraction
+
+import av
+
+CHUNK = 1 << 20
+
+# Formats FFmpeg reports for single still images (content-probed "*_pipe" demuxers).
+_IMAGE_FORMAT_SUFFIX = "_pipe"
+_IMAGE_CODECS = {"png", "mjpeg", "webp", "bmp", "tiff", "gif", "jpeg2000", "ppm", "pgm", "qoi"}
+
+# Leading bytes of containers we know: when FFmpeg cannot read such a file it is damaged
+# (typically cut short), not "not media".
+_SIGNATURES = (
+    (4, b"ftyp", "MP4/QuickTime"),
+    (0, b"RIFF", "RIFF (WAV/AVI/WebP)"),
+    (0, b"\x1aE\xdf\xa3", "Matroska/WebM"),
+    (0, b"OggS", "Ogg"),
+    (0, b"fLaC", "FLAC"),
+    (0, b"ID3", "MP3"),
+    (0, b"\x89PNG", "PNG"),
+    (0, b"\xff\xd8\xff", "JPEG"),
+    (0, b"GIF8", "GIF"),
+    (0, b"\x00\x00\x01\xba", "MPEG-PS"),
+    (0, b"G", None),  # MPEG-TS sync byte is too weak a signature on its own
+)
+
+
+class MediaError(Exception):
+    """A file that cannot be processed; ``error_type`` is one of
+    ``empty_file``, ``unreadable``, ``not_media``, ``truncated``, ``corrupt``."""
+
+    def __init__(self, error_type: str, message: str):
+        super().__init__(message)
+        self.error_type = error_type
+        self.message = message
+
+
+@dataclass(frozen=True)
+class Hashed:
+    sha256: str
+    size_bytes: int
+
+    @property
+    def media_id(self) -> str:
+        return self.sha256[:16]
+
+
+def hash_file(path: str) -> Hashed:
+    """SHA-256 of the file's bytes, streamed; raises MediaError for unreadable or empty files."""
+    digest = hashlib.sha256()
+    size = 0
+    try:
+        with open(path, "rb") as fh:
+            while chunk := fh.read(CHUNK):
+                digest.update(chunk)
+                size += len(chunk)
+    except FileNotFoundError:
+        kind = "a link whose target does not exist" if os.path.islink(path) else "the file disappeared before it could be read"
+        raise MediaError("unreadable", f"Cannot read {path}: {kind}.") from None
+    except IsADirectoryError:
+        raise MediaError("unreadable", f"Cannot read {path}: it is a directory, not a file.") from None
+    except PermissionError:
+        raise MediaError("unreadable", f"Cannot read {path}: permission denied (check the file's owner and mode).") from None
+    except OSError as exc:
+        raise MediaError("unreadable", f"Cannot read {path}: {exc.strerror or exc} (I/O error).") from None
+    if size == 0:
+        raise MediaError("empty_file", f"{path} is empty (0 bytes): nothing was delivered, or the copy failed.")
+    return Hashed(digest.hexdigest(), size)
+
+
+def _signature(head: bytes) -> str | None:
+    for offset, magic, name in _SIGNATURES:
+        if name and head[offset : offset + len(magic)] == magic:
+            return name
+    return None
+
+
+def _seconds(value, time_base) -> float | None:
+    if value is None or time_base is None:
+        return None
+    return float(value * Fraction(time_base))
+
+
+def probe(path: str) -> dict:
+    """Streams, codecs and durations of a media file, checked by demuxing every packet.
+
+    Demuxing (no decoding) reads the whole file once, which is what tells a truncated file
+    from a whole one: the packets must reach the duration the header promises. The first
+    frame of each stream is decoded to prove the codec can be read.
+    """
+    try:
+        with open(path, "rb") as fh:
+            head = fh.read(64)
+    except OSError as exc:
+        raise MediaError("unreadable", f"Cannot read {path}: {exc.strerror or exc}.") from None
+    if not head:
+        raise MediaError("empty_file", f"{path} is empty (0 bytes).")
+
+    try:
+        fh = open(path, "rb")
+    except OSError as exc:
+        raise MediaError("unreadable", f"Cannot read {path}: {exc.strerror or exc}.") from None
+    with fh:
+        try:
+            # A file object, not a name: FFmpeg then probes the content, not the extension.
+            container = av.open(fh, mode="r")
+        except av.error.FFmpegError as exc:
+            sig = _signature(head)
+            if sig:
+                raise MediaError(
+                    "truncated",
+                    f"{os.path.basename(path)} starts like {sig} but FFmpeg cannot read it "
+                    f"({_ffmpeg_reason(exc)}): the file is probably truncated or damaged.",
+                ) from None
+            raise MediaError(
+                "not_media",
+                f"{os.path.basename(path)} is not a recognised video, audio or image file "
+                f"(FFmpeg could not identify its content: {_ffmpeg_reason(exc)}).",
+            ) from None
+        with container:
+            return _probe_container(path, container, head)
+
+
+def _ffmpeg_reason(exc: Exception) -> str:
+    return getattr(exc, "strerror", None) or str(exc)
+
+
+def _probe_container(path: str, container, head: bytes) -> dict:
+    name = os.path.basename(path)
+    video = next((s for s in container.streams.video), None)
+    audio = next((s for s in container.streams.audio), None)
+    if video is None and audio is None:
+        raise MediaError("not_media", f"{name} holds no video or audio stream (format {container.format.name}).")
+    fmt = container.format.name
+    is_image = video is not None and audio is None and (
+        fmt.endswith(_IMAGE_FORMAT_SUFFIX) or fmt == "image2"
+    ) and video.codec_context.name in _IMAGE_CODECS
+
+    # Demux every packet: measured end time per stream, and errors where the data stops.
+    streams = [s for s in (video, audio) if s is not None]
+    end = {s.index: None for s in streams}
+    packets = {s.index: 0 for s in streams}
+    first_frame = {s.index: False for s in streams}
+    rotation = None
+    try:
+        for packet in container.demux(streams):
+            if packet.size == 0:
+                continue
+            idx = packet.stream.index
+            packets[idx] += 1
+            if packet.pts is not None:
+                t = _seconds(packet.pts + (packet.duration or 0), packet.time_base)
+                if t is not None and (end[idx] is None or t > end[idx]):
+                    end[idx] = t
+            if not first_frame[idx]:
+                for frame in packet.decode():
+                    first_frame[idx] = True
+                    if packet.stream.type == "video":
+                        rotation = getattr(frame, "rotation", None)
+                    break
+    except av.error.FFmpegError as exc:
+        raise MediaError(
+            "truncated" if any(packets.values()) else "corrupt",
+            f"{name}: reading stopped with an FFmpeg error after {sum(packets.values())} packets "
+            f"({_ffmpeg_reason(exc)}): the file is truncated or damaged.",
+        ) from None
+
+    for s in streams:
+        if packets[s.index] == 0:
+            raise MediaError("truncated", f"{name}: its {s.type} stream has no data (the file is cut short).")
+        if not first_frame[s.index]:
+            raise MediaError("corrupt", f"{name}: no {s.type} frame could be decoded ({s.codec_context.name}).")
+
+    declared = None
+    if container.duration is not None:
+        declared = container.duration / av.time_base
+    measured = max((v for v in end.values() if v is not None), default=None)
+    start = container.start_time / av.time_base if container.start_time is not None else 0.0
+    if measured is not None:
+        measured = max(0.0, measured - start)
+    if not is_image and declared and measured is not None and measured < declared * 0.9 - 0.25:
+        raise MediaError(
+            "truncated",
+            f"{name}: the header promises {declared:.2f} s but the data ends at {measured:.2f} s: "
+            "the file is truncated (incomplete upload or copy).",
+        )
+
+    duration = 0.0 if is_image else (measured if measured is not None else (declared or 0.0))
+    fps = None
+    if video is not None and not is_image:
+        rate = video.average_rate or video.guessed_rate or video.base_rate
+        fps = float(rate) if rate else None
+    return {
+        "kind": "image" if is_image else ("video" if video is not None else "audio"),
+        "container": fmt,
+        "duration_s": round(duration, 6),
+        "has_video": video is not None and not is_image,
+        "has_audio": audio is not None,
+        "video_codec": video.codec_context.name if video is not None else None,
+        "width": video.codec_context.width if video is not None else None,
+        "height": video.codec_context.height if video is not None else None,
+        "fps": fps,
+        "rotation": int(rotation) if rotation else 0 if video is not None else None,
+        "video_frames": packets[video.index] if video is not None else None,
+        "audio_codec": audio.codec_context.name if audio is not None else None,
+        "sample_rate": audio.codec_context.sample_rate if audio is not None else None,
+        "channels": audio.codec_context.channels if audio is not None else None,
+        "bit_rate": container.bit_rate or None,
+    }

@@ -1,0 +1,210 @@
+"""The lakehouse resource: the one owner of the Delta tables of the contract."""
+
+from __future__ import annotations
+
+import datetime as dt
+import random
+import time
+from collections.abc import Iterable, Sequence
+
+import pyarrow as pa
+import pyarrow.dataset as pads
+from dagster import ConfigurableResource, get_dagster_logger
+from deltalake import DeltaTable, write_deltalake
+from deltalake.exceptions import CommitFailedError, DeltaError, TableNotFoundError
+from pydantic import Field
+
+from .. import config
+from ..lake import schemas
+
+# delta-rs reports a lost optimistic-concurrency race either as CommitFailedError or,
+# for some operations, as a generic DeltaError whose text names the conflict.
+_CONFLICT_WORDS = ("conflict", "version already exists", "concurrent", "commit failed")
+
+
+def _is_conflict(exc: Exception) -> bool:
+    if isinstance(exc, CommitFailedError):
+        return True
+    return isinstance(exc, DeltaError) and any(w in str(exc).lower() for w in _CONFLICT_WORDS)
+
+
+def _sql_literal(value) -> str:
+    if value is None:
+        raise ValueError("key columns must not be null")
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, (int, float)):
+        return repr(value)
+    return "'" + str(value).replace("'", "''") + "'"
+
+
+def key_predicate(key_columns: Sequence[str], key_values: Iterable[tuple]) -> str:
+    """SQL predicate matching exactly the given key tuples (what a replace deletes)."""
+    values = sorted(set(key_values))
+    if not values:
+        raise ValueError("no keys to replace")
+    if len(key_columns) == 1:
+        return f"{key_columns[0]} IN ({', '.join(_sql_literal(v[0]) for v in values)})"
+    clauses = (
+        "(" + " AND ".join(f"{c} = {_sql_literal(v)}" for c, v in zip(key_columns, tup)) + ")"
+        for tup in values
+    )
+    return " OR ".join(clauses)
+
+
+def utcnow() -> dt.datetime:
+    return dt.datetime.now(dt.timezone.utc)
+
+
+class LakehouseResource(ConfigurableResource):
+    """Delta tables under one root (local folder or ``s3://bucket/prefix``).
+
+    Writes replace the rows of the keys they carry (``lake.schemas.KEYS``) in one Delta
+    commit, so a rerun rewrites rather than duplicates. Concurrent runs writing different
+    media to one table race on the Delta log; a lost race is retried with backoff.
+    """
+
+    root: str = Field(default_factory=config.lake_root, description="Root of the Delta tables.")
+    storage_options: dict[str, str] = Field(
+        default_factory=dict, description="delta-rs object store options (S3 endpoint, region, ...)."
+    )
+    max_commit_retries: int = Field(default=12, description="Retries after a lost commit race.")
+
+    # ---- locations -------------------------------------------------------------
+    def uri(self, table: str) -> str:
+        schemas.schema(table)  # unknown names fail loudly
+        return f"{self.root.rstrip('/')}/{table}"
+
+    def _options(self) -> dict[str, str] | None:
+        return dict(self.storage_options) or None
+
+    def delta_table(self, table: str) -> DeltaTable | None:
+        try:
+            return DeltaTable(self.uri(table), storage_options=self._options())
+        except TableNotFoundError:
+            return None
+
+    def version(self, table: str) -> int | None:
+        dtab = self.delta_table(table)
+        return None if dtab is None else dtab.version()
+
+    def ensure(self, table: str) -> None:
+        """Create the table with its contract schema if it does not exist yet."""
+        for attempt in range(self.max_commit_retries + 1):
+            try:
+                DeltaTable.create(
+                    self.uri(table), schema=schemas.schema(table), mode="ignore",
+                    storage_options=self._options(),
+                )
+                return
+            except Exception as exc:  # two creators racing for version 0
+                if self.delta_table(table) is not None:
+                    return
+                if attempt == self.max_commit_retries or not _is_conflict(exc):
+                    raise
+                self._backoff(attempt)
+
+    def ensure_all(self) -> None:
+        for table in schemas.TABLES:
+            self.ensure(table)
+
+    # ---- reads -----------------------------------------------------------------
+    def dataset(self, table: str, as_of_version: int | None = None) -> pads.Dataset:
+        """The table as an Arrow dataset (filters push down); empty if it does not exist."""
+        dtab = self.delta_table(table)
+        if dtab is None:
+            return pads.dataset(schemas.schema(table).empty_table())
+        if as_of_version is not None:
+            dtab.load_as_version(as_of_version)
+        return dtab.to_pyarrow_dataset()
+
+    def read(self, table: str, columns: list[str] | None = None, filter=None) -> pa.Table:
+        return self.dataset(table).to_table(columns=columns, filter=filter)
+
+    def read_keys(self, table: str, column: str, values: Iterable[str], columns: list[str] | None = None) -> pa.Table:
+        values = list(values)
+        if not values:
+            return schemas.schema(table).empty_table().select(columns or schemas.schema(table).names)
+        return self.read(table, columns=columns, filter=pads.field(column).isin(values))
+
+    # ---- writes ----------------------------------------------------------------
+    def replace(self, table: str, rows: pa.Table | list[dict], keys: Iterable[tuple] | None = None) -> int:
+        """Replace every row whose key is in ``keys`` (default: the keys of ``rows``) by ``rows``.
+
+        One atomic Delta commit (predicate overwrite). ``keys`` may name keys without rows,
+        which deletes them: a media that now has no scenes loses its old ones.
+        Returns the new table version.
+        """
+        key_columns = schemas.KEYS[table]
+        if key_columns is None:
+            raise ValueError(f"{table} is append-only; use append()")
+        data = self._conform(table, rows)
+        key_set = set(keys) if keys is not None else set()
+        key_set |= set(zip(*(data.column(c).to_pylist() for c in key_columns))) if data.num_rows else set()
+        if not key_set:
+            return self.version(table) or 0
+        predicate = key_predicate(key_columns, key_set)
+        return self._commit(table, data, mode="overwrite", predicate=predicate)
+
+    def append(self, table: str, rows: pa.Table | list[dict]) -> int:
+        data = self._conform(table, rows)
+        return self._commit(table, data, mode="append", predicate=None)
+
+    def _conform(self, table: str, rows: pa.Table | list[dict]) -> pa.Table:
+        if isinstance(rows, pa.Table):
+            sch = schemas.schema(table)
+            missing = [n for n in sch.names if n not in rows.column_names]
+            for name in missing:
+                rows = rows.append_column(name, pa.nulls(rows.num_rows, sch.field(name).type))
+            return rows.select(sch.names).cast(sch)
+        return schemas.to_arrow(table, rows)
+
+    def _commit(self, table: str, data: pa.Table, mode: str, predicate: str | None) -> int:
+        self.ensure(table)
+        uri = self.uri(table)
+        for attempt in range(self.max_commit_retries + 1):
+            try:
+                write_deltalake(uri, data, mode=mode, predicate=predicate, storage_options=self._options())
+                # The version we just wrote: the newest one that holds our commit. A later
+                # writer may already have committed on top, which is fine for the audit trail.
+                return DeltaTable(uri, storage_options=self._options()).version()
+            except Exception as exc:
+                if attempt == self.max_commit_retries or not _is_conflict(exc):
+                    raise
+                get_dagster_logger().info(
+                    f"commit race on {table} (attempt {attempt + 1}): {exc.__class__.__name__}; retrying"
+                )
+                self._backoff(attempt)
+        raise AssertionError("unreachable")
+
+    @staticmethod
+    def _backoff(attempt: int) -> None:
+        time.sleep(min(2.0, 0.02 * (2**attempt)) * (0.5 + random.random()))
+
+    # ---- the audit trail and quarantine -----------------------------------------
+    def audit(self, entries: list[dict]) -> int | None:
+        """Append audit_log rows (one per media a materialization wrote or quarantined)."""
+        if not entries:
+            return None
+        now = utcnow()
+        return self.append("audit_log", [{"at": now, **e} for e in entries])
+
+    def quarantine(self, rows: list[dict]) -> int | None:
+        """Record input that could not be processed; replaces the same file's row for that stage."""
+        if not rows:
+            return None
+        now = utcnow()
+        return self.replace("quarantine", [{"seen_at": now, **r} for r in rows])
+
+    def clear_quarantine(self, stage: str, source_uris: Iterable[str]) -> None:
+        """Drop quarantine rows of files that now passed ``stage`` (a fixed file, a fixed bug)."""
+        uris = sorted(set(source_uris))
+        if not uris or self.delta_table("quarantine") is None:
+            return
+        existing = self.read(
+            "quarantine", columns=["source_uri"],
+            filter=(pads.field("stage") == stage) & pads.field("source_uri").isin(uris),
+        )
+        stale = {(u, stage) for u in existing.column("source_uri").to_pylist()}
+        if stale:
+            self.replace("quarantine", [], keys=stale)

@@ -1,0 +1,3 @@
+from .inbox import inbox_sensor
+
+__all__ = ["inbox_sensor"]
