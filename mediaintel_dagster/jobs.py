@@ -2,11 +2,8 @@
 
 from dagster import AssetSelection, define_asset_job
 
-from .partitions import arrival_partitions
-
 ingest_job = define_asset_job(
     "ingest_job",
     selection=AssetSelection.all(),
-    partitions_def=arrival_partitions,
     description="Every stage for one arrival window (date x shard): what the inbox sensor requests.",
 )

@@ -138,8 +138,24 @@ def _ffmpeg_reason(exc: Exception) -> str:
     return getattr(exc, "strerror", None) or str(exc)
 
 
+def _declared_size(head: bytes) -> int | None:
+    """The file size a RIFF (WAV/AVI/WebP) header promises; FFmpeg reads a cut WAV silently."""
+    if head[:4] == b"RIFF" and len(head) >= 8:
+        return int.from_bytes(head[4:8], "little") + 8
+    return None
+
+
 def _probe_container(path: str, container, head: bytes) -> dict:
     name = os.path.basename(path)
+    promised = _declared_size(head)
+    actual = os.path.getsize(path)
+    # 0xFFFFFFFF-ish sizes are written by streaming encoders that never went back to patch them.
+    if promised is not None and promised < 0xFFFFFF00 and actual < promised:
+        raise MediaError(
+            "truncated",
+            f"{name}: its RIFF header promises {promised} bytes but the file holds {actual}: "
+            "the file is truncated (incomplete upload or copy).",
+        )
     video = next((s for s in container.streams.video), None)
     audio = next((s for s in container.streams.audio), None)
     if video is None and audio is None:

@@ -1,0 +1,31 @@
+# The two commands: `make demo` and `make test` work on a fresh machine with nothing
+# installed by hand; both create .venv and install the project first.
+PYTHON ?= $(shell command -v python3.11 || command -v python3)
+VENV   := .venv
+STAMP  := $(VENV)/.installed-stamp
+export MEDIAINTEL_HOME ?= $(CURDIR)/.mediaintel
+export DAGSTER_HOME ?= $(MEDIAINTEL_HOME)/dagster
+
+.PHONY: demo test ui install clean
+
+install: $(STAMP)
+
+$(STAMP): pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/python -m pip install --quiet --upgrade pip
+	$(VENV)/bin/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(VENV)/bin/mediaintel demo
+
+test: $(STAMP)
+	$(VENV)/bin/python -m pytest -q -ra
+
+# The Dagster UI on http://127.0.0.1:3000 over the same instance the CLI writes to.
+ui: $(STAMP)
+	mkdir -p $(DAGSTER_HOME) && $(VENV)/bin/python -c "from mediaintel_dagster.instance import ensure_dagster_home; ensure_dagster_home()"
+	$(VENV)/bin/dagster dev -w workspace.yaml -h 127.0.0.1 -p 3000
+
+clean:
+	rm -rf $(VENV) .mediaintel .pytest_cache *.egg-info

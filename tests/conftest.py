@@ -1,0 +1,82 @@
+"""Shared fixtures: an isolated MEDIAINTEL_HOME per test, real media, real bad input."""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO = Path(__file__).resolve().parents[1]
+VENV_BIN = Path(sys.executable).parent
+
+
+@pytest.fixture
+def home(tmp_path, monkeypatch) -> Path:
+    """A fresh MEDIAINTEL_HOME with its lake, inbox and Dagster instance folders."""
+    h = tmp_path / "mi"
+    (h / "inbox").mkdir(parents=True)
+    monkeypatch.setenv("MEDIAINTEL_HOME", str(h))
+    monkeypatch.setenv("MEDIAINTEL_LAKE", str(h / "lake"))
+    monkeypatch.setenv("MEDIAINTEL_INBOX", str(h / "inbox"))
+    monkeypatch.setenv("DAGSTER_HOME", str(h / "dagster"))
+    return h
+
+
+@pytest.fixture
+def lake(home):
+    from mediaintel_dagster.resources import LakehouseResource
+
+    return LakehouseResource(root=str(home / "lake"))
+
+
+@pytest.fixture(scope="session")
+def media_dir(tmp_path_factory) -> Path:
+    """Small real media made once per session: a video with audio, speech audio, images."""
+    from mediaintel_dagster.samples import Shot, make_audio, make_image, make_video
+
+    d = tmp_path_factory.mktemp("media")
+    make_video(d / "clip.mp4", [Shot(1.0, "FIRST", style="gradient"), Shot(1.0, "SECOND", style="checker")],
+               speech="hello world", size=(320, 180))
+    make_video(d / "silent.mkv", [Shot(1.5, None, style="circles")], size=(160, 96))
+    make_audio(d / "speech.wav", "testing one two three")
+    make_image(d / "poster.png", "GRAND OPENING", size=(320, 180))
+    make_image(d / "photo.jpg", "PHOTO", size=(200, 120))
+    return d
+
+
+def make_bad_files(folder: Path, good_video: Path) -> dict[str, str]:
+    """One file of every kind of bad input; returns {file name: expected error_type}."""
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / "zero.mp4").write_bytes(b"")
+    data = good_video.read_bytes()
+    (folder / "cut_in_half.mp4").write_bytes(data[: len(data) // 2])
+    (folder / "readme.mp4").write_text("This is a text file, not a video.\n" * 50)
+    (folder / "random.bin").write_bytes(os.urandom(4096))
+    os.symlink(folder / "does-not-exist.mp4", folder / "dangling.mp4")
+    return {
+        "zero.mp4": "empty_file",
+        "cut_in_half.mp4": "truncated",
+        "readme.mp4": "not_media",
+        "random.bin": "not_media",
+        "dangling.mp4": "unreadable",
+    }
+
+
+def copy_into(src_dir: Path, names: list[str], dest: Path) -> list[Path]:
+    dest.mkdir(parents=True, exist_ok=True)
+    out = []
+    for n in names:
+        shutil.copy2(src_dir / n, dest / n)
+        out.append(dest / n)
+    return out
+
+
+def run_cli(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [str(VENV_BIN / "mediaintel"), *args], capture_output=True, text=True,
+        env={**os.environ, **(env or {})}, timeout=timeout, cwd=REPO,
+    )
