@@ -7,7 +7,9 @@ time, taken from its mtime (S3: LastModified), with a stated rule for odd clocks
 
 - mtime before the first partition date (archive copies that kept an old mtime) -> the
   first date, so old material is still ingested rather than silently ignored;
-- mtime in the future (a clock ahead, or a touched file) -> the time it was observed.
+- mtime in the future (a clock ahead, or a touched file) -> its ctime, the moment it
+  appeared here (never later than now). Not "now": the window must not move between the
+  sensor's tick and a run that starts after midnight or a rerun next week.
 
 A file's shard is a stable hash of its source URI, so the same location always lands in
 the same shard.
@@ -35,33 +37,39 @@ def _start() -> dt.date:
     return dt.date.fromisoformat(config.partition_start())
 
 
+# Read once: the shard of a file and the partitions the UI shows must agree in a process.
+SHARDS = config.shard_count()
+
 arrival_partitions = MultiPartitionsDefinition(
     {
         # end_offset=1: today's window exists while files are still arriving in it.
         DATE_DIM: DailyPartitionsDefinition(start_date=config.partition_start(), end_offset=1, timezone="UTC"),
-        SHARD_DIM: StaticPartitionsDefinition([str(i) for i in range(config.shard_count())]),
+        SHARD_DIM: StaticPartitionsDefinition([str(i) for i in range(SHARDS)]),
     }
 )
 
 
 def shard_of(source_uri: str, shards: int | None = None) -> str:
-    shards = shards or config.shard_count()
+    shards = shards or SHARDS
     return str(int(hashlib.sha256(source_uri.encode("utf-8")).hexdigest()[:8], 16) % shards)
 
 
-def arrival_date(mtime_ns: int, now: dt.datetime | None = None) -> dt.date:
+def arrival_date(mtime_ns: int, now: dt.datetime | None = None, ctime_ns: int | None = None) -> dt.date:
     """The arrival date of a file, with the rule above for times outside the partitions."""
     now = now or dt.datetime.now(dt.timezone.utc)
     when = dt.datetime.fromtimestamp(mtime_ns / 1e9, tz=dt.timezone.utc)
     if when > now:
         when = now
+        if ctime_ns:
+            when = min(now, dt.datetime.fromtimestamp(ctime_ns / 1e9, tz=dt.timezone.utc))
     day = when.date()
     return max(day, _start())
 
 
-def partition_for(source_uri: str, mtime_ns: int, now: dt.datetime | None = None) -> MultiPartitionKey:
+def partition_for(source_uri: str, mtime_ns: int, now: dt.datetime | None = None,
+                  ctime_ns: int | None = None) -> MultiPartitionKey:
     return MultiPartitionKey(
-        {DATE_DIM: arrival_date(mtime_ns, now).isoformat(), SHARD_DIM: shard_of(source_uri)}
+        {DATE_DIM: arrival_date(mtime_ns, now, ctime_ns).isoformat(), SHARD_DIM: shard_of(source_uri)}
     )
 
 

@@ -13,7 +13,7 @@ from mediaintel_dagster.definitions import build_defs
 from mediaintel_dagster.instance import get_instance
 from mediaintel_dagster.resources import LakehouseResource, LocalInboxResource
 from mediaintel_dagster.sensors import inbox_sensor
-from tests.conftest import copy_into, make_bad_files
+from conftest import copy_into, make_bad_files
 
 GOOD = ["clip.mp4", "silent.mkv", "speech.wav", "poster.png", "photo.jpg"]
 

@@ -7,7 +7,7 @@ import shutil
 import pytest
 
 from mediaintel_dagster.probe import MediaError, hash_file, probe
-from tests.conftest import make_bad_files
+from conftest import make_bad_files
 
 
 def test_video_with_audio(media_dir):

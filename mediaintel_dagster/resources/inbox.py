@@ -30,7 +30,7 @@ class InboxFile(NamedTuple):
         return f"{self.source_uri}|{self.size_bytes}|{self.mtime_ns}"
 
     def partition_key(self):
-        return partition_for(self.source_uri, self.mtime_ns)
+        return partition_for(self.source_uri, self.mtime_ns, ctime_ns=self.ctime_ns)
 
 
 class LocalInboxResource(ConfigurableResource):

@@ -39,6 +39,10 @@ def inbox_sensor(context: SensorEvaluationContext, inbox: LocalInboxResource):
     # or above it, so the cursor stays small however many files the inbox holds.
     high_water, seen = _load_cursor(context.cursor)
     now = time.time()
+    # A file that lands in a folder the walk already passed has a ctime after this moment;
+    # the mark never rises past it (less a second for coarse filesystem clocks), so such
+    # a file is found by the next tick instead of falling below the mark unseen.
+    listing_started_ns = time.time_ns() - 1_000_000_000
     listed = list(inbox.list_files())
     new, waiting = [], []
     for f in listed:
@@ -71,7 +75,7 @@ def inbox_sensor(context: SensorEvaluationContext, inbox: LocalInboxResource):
         mark = min(f.ctime_ns for f in waiting + deferred)
     else:
         mark = max([f.ctime_ns for f in listed] + [high_water])
-    mark = max(mark, high_water)
+    mark = max(min(mark, listing_started_ns), high_water)
     remembered = sorted(f.signature for f in listed if f.ctime_ns >= mark and f.signature not in pending)
     cursor = json.dumps({"ctime_ns": mark, "seen": remembered})
 
