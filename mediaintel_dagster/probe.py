@@ -9,6 +9,7 @@ person understands; the caller quarantines the file and carries on.
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 from dataclasses import dataclass
 from fractions import Fraction
@@ -138,6 +139,19 @@ def _ffmpeg_reason(exc: Exception) -> str:
     return getattr(exc, "strerror", None) or str(exc)
 
 
+def _stream_facts(stream) -> dict:
+    """Every stream, not just the first video/audio one: extra audio tracks, subtitles, data."""
+    cc = stream.codec_context if stream.type in ("video", "audio", "subtitle") else None
+    facts = {"index": stream.index, "type": stream.type,
+             "codec": cc.name if cc is not None else getattr(stream, "codec_tag", None),
+             "language": (stream.metadata or {}).get("language")}
+    if stream.type == "audio" and cc is not None:
+        facts.update(sample_rate=cc.sample_rate, channels=cc.channels)
+    if stream.type == "video" and cc is not None:
+        facts.update(width=cc.width, height=cc.height)
+    return facts
+
+
 def _declared_size(head: bytes) -> int | None:
     """The file size a RIFF (WAV/AVI/WebP) header promises; FFmpeg reads a cut WAV silently."""
     if head[:4] == b"RIFF" and len(head) >= 8:
@@ -220,6 +234,7 @@ def _probe_container(path: str, container, head: bytes) -> dict:
         rate = video.average_rate or video.guessed_rate or video.base_rate
         fps = float(rate) if rate else None
     return {
+        "streams": json.dumps([_stream_facts(st) for st in container.streams], sort_keys=True),
         "kind": "image" if is_image else ("video" if video is not None else "audio"),
         "container": fmt,
         "duration_s": round(duration, 6),

@@ -176,3 +176,29 @@ def test_bad_input_is_quarantined_and_the_rest_goes_on(home, media_dir):
     assert job.execute_in_process(partition_key=str(fixed.partition_key()), instance=instance).success
     q_after = {r["source_uri"].rsplit("/", 1)[1] for r in lake.read("quarantine").to_pylist()}
     assert "cut_in_half.mp4" not in q_after and len(q_after) == len(expected) - 1
+
+
+def test_window_rerun_finds_files_ingested_from_outside_the_inbox(home, media_dir, tmp_path):
+    """`mediaintel process /elsewhere` then a UI backfill of that window: the files are found."""
+    instance = get_instance()
+    outside = tmp_path / "elsewhere"
+    copy_into(media_dir, ["clip.mp4", "speech.wav"], outside)
+    via_cli = {"inbox": LocalInboxResource(roots=[str(outside)], settle_seconds=0),
+               "lake": LakehouseResource(root=str(home / "lake"))}
+    windows = {str(f.partition_key()) for f in via_cli["inbox"].list_files()}
+    job = build_defs(via_cli).resolve_job_def("ingest_job")
+    for key in windows:
+        assert job.execute_in_process(partition_key=key, instance=instance).success
+    first = _snapshot(via_cli["lake"])
+
+    # The default inbox (empty) with force: the window's recorded files are re-probed.
+    ui = _resources(home)
+    job = build_defs(ui).resolve_job_def("ingest_job")
+    new_media = 0
+    for key in windows:
+        res = job.execute_in_process(partition_key=key, instance=instance,
+                                     run_config={"ops": {"media_assets": {"config": {"force": True}}}})
+        new_media += sum(e.materialization.metadata["new_media"].value
+                         for e in res.get_asset_materialization_events() if e.asset_key.path == ["media"])
+    assert new_media == 2
+    assert len(_snapshot(ui["lake"])["media"]) == len(first["media"]) == 2

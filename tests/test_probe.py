@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import shutil
 
 import pytest
@@ -19,6 +20,8 @@ def test_video_with_audio(media_dir):
     assert facts["duration_s"] == pytest.approx(2.0, abs=0.1)
     assert facts["video_frames"] == 50
     assert facts["sample_rate"] > 0 and facts["channels"] >= 1
+    streams = json.loads(facts["streams"])
+    assert [(st["type"], st["codec"]) for st in streams] == [("video", "h264"), ("audio", "aac")]
 
 
 def test_silent_video_in_matroska(media_dir):

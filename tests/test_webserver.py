@@ -206,3 +206,52 @@ def test_dagster_dev_serves_the_asset_graph(dagster_dev):
     assert "inbox_sensor" in sensors, sensors
     assert sensors["inbox_sensor"]["minIntervalSeconds"] == 15
     assert sensors["inbox_sensor"]["sensorState"]["status"] == "RUNNING"
+
+
+RUNS_QUERY = """
+query {
+  runsOrError(filter: {tags: [{key: "mediaintel/trigger", value: "inbox_sensor"}]}) {
+    __typename
+    ... on Runs { results { runId status jobName tags { key value } } }
+    ... on PythonError { message }
+  }
+}
+"""
+
+
+@pytest.mark.timeout(300)
+def test_files_dropped_in_the_inbox_are_ingested_by_the_running_sensor(dagster_dev, home, media_dir):
+    """The whole loop with nothing driven by hand: daemon -> sensor tick -> queued runs -> rows."""
+    from conftest import copy_into, make_bad_files
+
+    from mediaintel_dagster.resources import LakehouseResource, LocalInboxResource
+
+    base, proc, log = dagster_dev
+    _wait_loaded(base, proc, log)
+    # copy2 keeps the old mtimes, so the files count as settled at once.
+    copy_into(media_dir, ["clip.mp4", "speech.wav", "poster.png"], home / "inbox")
+    make_bad_files(home / "inbox" / "bad", media_dir / "clip.mp4")
+    inbox = LocalInboxResource(roots=[str(home / "inbox")], settle_seconds=0)
+    expected_windows = {str(f.partition_key()) for f in inbox.list_files()}
+    lake = LakehouseResource(root=str(home / "lake"))
+
+    deadline = time.monotonic() + 200
+    runs = []
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"dagster dev exited with {proc.returncode}:\n{_tail(log)}")
+        data = _gql(base, RUNS_QUERY)["runsOrError"]
+        runs = data.get("results", [])
+        finished = [r for r in runs if r["status"] in ("SUCCESS", "FAILURE", "CANCELED")]
+        if runs and len(finished) == len(runs) and len(runs) >= len(expected_windows):
+            break
+        time.sleep(2)
+    else:
+        pytest.fail(f"sensor runs did not finish: {runs}\n{_tail(log)}")
+
+    assert {r["status"] for r in runs} == {"SUCCESS"}, runs
+    partitions = {next(t["value"] for t in r["tags"] if t["key"] == "dagster/partition") for r in runs}
+    assert partitions == expected_windows
+    assert lake.read("media").num_rows == 3
+    assert lake.read("quarantine").num_rows == 5
+    assert lake.read("media_sources").num_rows == 3

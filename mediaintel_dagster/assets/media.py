@@ -17,6 +17,7 @@ from dagster import (
 from ..partitions import arrival_partitions
 from ..probe import MediaError, hash_file, probe
 from ..resources import InboxFile, LakehouseResource, LocalInboxResource
+from ..resources.inbox import stat_file
 from ..resources.lakehouse import utcnow
 from .common import Stopwatch, audit_entry
 
@@ -70,8 +71,21 @@ def media_assets(context: AssetExecutionContext, config: MediaConfig, lake: Lake
     clock = Stopwatch()
     partition = context.partition_key
     files = inbox.files_in_partition(partition)
+    # Files this window recorded before but that are not under the inbox's roots now
+    # (ingested with `mediaintel process PATH`) still belong to it: a UI backfill or a
+    # forced rerun of the window must find them too. Files that are gone stay recorded.
+    listed = {f.source_uri for f in files}
+    recorded = set()
+    for table in ("media_sources", "quarantine"):
+        recorded |= set(lake.read(table, columns=["source_uri"],
+                                  filter=pads.field("arrival_partition") == str(partition))
+                        .column("source_uri").to_pylist())
+    for uri in sorted(recorded - listed):
+        f = stat_file(uri)
+        if f.size_bytes >= 0:
+            files.append(f)
     uris = [f.source_uri for f in files]
-    context.log.info(f"window {partition}: {len(files)} file(s)")
+    context.log.info(f"window {partition}: {len(files)} file(s) ({len(files) - len(listed)} recorded earlier, outside the inbox)")
 
     known = {
         r["source_uri"]: r

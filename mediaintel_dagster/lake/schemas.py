@@ -33,6 +33,7 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("sample_rate", pa.int32()),
             ("channels", pa.int32()),
             ("bit_rate", pa.int64()),
+            ("streams", pa.string()),  # JSON list: index, type, codec, language per stream
             ("arrival_partition", pa.string()),
             ("code_version", pa.string()),
             ("ingested_at", TS),

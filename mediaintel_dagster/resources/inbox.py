@@ -76,6 +76,11 @@ class LocalInboxResource(ConfigurableResource):
         ]
 
 
+def stat_file(path: str) -> InboxFile:
+    """An InboxFile for a known path (one recorded earlier, outside the inbox's roots)."""
+    return _stat(path)
+
+
 def _stat(path: str) -> InboxFile:
     try:
         st = os.stat(path)
