@@ -100,8 +100,11 @@ def test_read_as_of_earlier_version(lake):
 
 # ---- concurrent writers: real processes (spawn: a forked child near deltalake panics) ----
 def _writer(args):
-    root, worker, mode, retries = args
+    root, worker, mode, retries, barrier = args
     lake = LakehouseResource(root=root, max_commit_retries=retries)
+    lake.ensure("scenes")
+    lake.ensure("audit_log")
+    barrier.wait(timeout=120)  # all writers start together, whatever their import times
     failures = 0
     for rep in range(3):
         media_id = "shared" if mode == "same" else f"m{worker}"
@@ -114,8 +117,10 @@ def _writer(args):
 
 
 def _run_writers(root: str, mode: str, retries: int, n: int = 6) -> int:
-    with mp.get_context("spawn").Pool(n) as pool:
-        return sum(pool.map(_writer, [(root, i, mode, retries) for i in range(n)]))
+    ctx = mp.get_context("spawn")
+    with ctx.Manager() as manager, ctx.Pool(n) as pool:
+        barrier = manager.Barrier(n)
+        return sum(pool.map(_writer, [(root, i, mode, retries, barrier) for i in range(n)]))
 
 
 def test_parallel_writers_of_different_media_lose_nothing(tmp_path):

@@ -85,7 +85,9 @@ def media_assets(context: AssetExecutionContext, config: MediaConfig, lake: Lake
         if f.size_bytes >= 0:
             files.append(f)
     uris = [f.source_uri for f in files]
-    context.log.info(f"window {partition}: {len(files)} file(s) ({len(files) - len(listed)} recorded earlier, outside the inbox)")
+    extra = len(files) - len(listed)
+    context.log.info(f"window {partition}: {len(files)} file(s)"
+                     + (f", {extra} of them recorded earlier outside the inbox" if extra else ""))
 
     known = {
         r["source_uri"]: r
