@@ -13,7 +13,7 @@ from pathlib import Path
 from . import config
 
 
-def _print_table(columns: list[str], rows: list[tuple], out=sys.stdout, max_width: int = 60) -> None:
+def _print_table(columns: list[str], rows: list[tuple], out=sys.stdout, max_width: int = 120) -> None:
     def cell(v) -> str:
         s = "" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
         return s if len(s) <= max_width else s[: max_width - 1] + "…"
@@ -155,8 +155,8 @@ def demo(folder: str | None = None) -> int:
     for title, query in SUMMARY_QUERIES:
         print(f"\n== {title}")
         sql(query)
-    print(f"\nDone in {time.perf_counter() - t0:.1f}s. Try: mediaintel sql \"SELECT * FROM media\"; "
-          f"DAGSTER_HOME={config.dagster_home()} dagster dev  (see README)")
+    print(f"\nDone in {time.perf_counter() - t0:.1f}s. Next: .venv/bin/mediaintel sql \"SELECT * FROM media\", "
+          f"or `make ui` for the Dagster UI over the same runs (DAGSTER_HOME={config.dagster_home()}).")
     return 1 if summary["failed"] else 0
 
 
