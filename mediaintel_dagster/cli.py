@@ -42,8 +42,6 @@ def process(paths: list[str], force: bool = False, quiet: bool = False) -> dict:
     Runs go through the persistent instance under DAGSTER_HOME, so they appear in
     `dagster dev`. Returns a summary (runs, windows, failures).
     """
-    from dagster import DagsterInstance  # noqa: F401  (import cost paid only by commands that need it)
-
     from .definitions import build_defs
     from .instance import get_instance
     from .resources import LocalInboxResource

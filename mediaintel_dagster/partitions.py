@@ -59,9 +59,8 @@ def arrival_date(mtime_ns: int, now: dt.datetime | None = None, ctime_ns: int | 
     now = now or dt.datetime.now(dt.timezone.utc)
     when = dt.datetime.fromtimestamp(mtime_ns / 1e9, tz=dt.timezone.utc)
     if when > now:
-        when = now
-        if ctime_ns:
-            when = min(now, dt.datetime.fromtimestamp(ctime_ns / 1e9, tz=dt.timezone.utc))
+        appeared = dt.datetime.fromtimestamp(ctime_ns / 1e9, tz=dt.timezone.utc) if ctime_ns else now
+        when = min(now, appeared)
     day = when.date()
     return max(day, _start())
 

@@ -103,18 +103,14 @@ def probe(path: str) -> dict:
     frame of each stream is decoded to prove the codec can be read.
     """
     try:
-        with open(path, "rb") as fh:
-            head = fh.read(64)
-    except OSError as exc:
-        raise MediaError("unreadable", f"Cannot read {path}: {exc.strerror or exc}.") from None
-    if not head:
-        raise MediaError("empty_file", f"{path} is empty (0 bytes).")
-
-    try:
         fh = open(path, "rb")
+        head = fh.read(64)
     except OSError as exc:
         raise MediaError("unreadable", f"Cannot read {path}: {exc.strerror or exc}.") from None
     with fh:
+        if not head:
+            raise MediaError("empty_file", f"{path} is empty (0 bytes).")
+        fh.seek(0)
         try:
             # A file object, not a name: FFmpeg then probes the content, not the extension.
             container = av.open(fh, mode="r")

@@ -471,7 +471,7 @@ class _ShotRenderer:
         bx0, by0, bx1, by1 = bbox
         region = rgba[by0:by1, bx0:bx1].astype(np.float32)
         alpha = region[..., 3:4] / 255.0
-        return (by0, by1, bx0, bx1, alpha, region[..., :3] * alpha, 1.0 - alpha)
+        return (by0, by1, bx0, bx1, region[..., :3] * alpha, 1.0 - alpha)
 
     def frame(self, k: int) -> np.ndarray:
         t = 0 if self.shot.static else k
@@ -484,7 +484,7 @@ class _ShotRenderer:
             y = (self.height - s) // 3
             img[y : y + s, x : x + s] = self.square_color
         if self.caption is not None:
-            y0, y1, x0, x1, _alpha, premult, inv = self.caption
+            y0, y1, x0, x1, premult, inv = self.caption
             region = img[y0:y1, x0:x1].astype(np.float32)
             img[y0:y1, x0:x1] = (region * inv + premult + 0.5).astype(np.uint8)
         if self.fade_frames and k < self.fade_frames:

@@ -75,8 +75,9 @@ def copy_into(src_dir: Path, names: list[str], dest: Path) -> list[Path]:
     return out
 
 
-def run_cli(*args: str, env: dict | None = None, timeout: int = 300) -> subprocess.CompletedProcess:
+def run_cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
+    """The installed `mediaintel` script, in the environment the `home` fixture set."""
     return subprocess.run(
         [str(VENV_BIN / "mediaintel"), *args], capture_output=True, text=True,
-        env={**os.environ, **(env or {})}, timeout=timeout, cwd=REPO,
+        timeout=timeout, cwd=REPO,
     )

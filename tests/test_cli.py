@@ -12,17 +12,12 @@ from dagster import DagsterInstance, DagsterRunStatus
 from conftest import copy_into, make_bad_files, run_cli
 
 
-def _env(home):
-    return {"MEDIAINTEL_HOME": str(home), "MEDIAINTEL_LAKE": str(home / "lake"),
-            "MEDIAINTEL_INBOX": str(home / "inbox"), "DAGSTER_HOME": str(home / "dagster")}
-
-
 @pytest.mark.slow
 def test_process_then_sql(home, media_dir, tmp_path):
     src = tmp_path / "drop"
     copy_into(media_dir, ["clip.mp4", "speech.wav", "poster.png"], src)
     make_bad_files(src / "bad", media_dir / "clip.mp4")
-    proc = run_cli("process", str(src), str(media_dir / "photo.jpg"), env=_env(home))
+    proc = run_cli("process", str(src), str(media_dir / "photo.jpg"))
     assert proc.returncode == 0, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["files"] == 9 and not summary["failed"]
@@ -34,56 +29,56 @@ def test_process_then_sql(home, media_dir, tmp_path):
     assert len(runs) == summary["runs"] and all(r.status == DagsterRunStatus.SUCCESS for r in runs)
     assert all(r.tags.get("mediaintel/trigger") == "cli" for r in runs)
 
-    q = run_cli("sql", "SELECT kind, count(*) AS n FROM media GROUP BY kind ORDER BY kind", "--json", env=_env(home))
+    q = run_cli("sql", "SELECT kind, count(*) AS n FROM media GROUP BY kind ORDER BY kind", "--json")
     assert q.returncode == 0, q.stderr
     assert json.loads(q.stdout) == [{"kind": "audio", "n": 1}, {"kind": "image", "n": 2}, {"kind": "video", "n": 1}]
 
     # source_uri is where the file was found, as found.
-    q = run_cli("sql", "SELECT source_uri FROM media_sources ORDER BY 1", "--csv", env=_env(home))
+    q = run_cli("sql", "SELECT source_uri FROM media_sources ORDER BY 1", "--csv")
     uris = [r[0] for r in list(csv.reader(io.StringIO(q.stdout)))[1:]]
     assert uris == sorted([str(src / "clip.mp4"), str(src / "speech.wav"), str(src / "poster.png"),
                            str(media_dir / "photo.jpg")])
 
     # Lineage: which run wrote each media row, joined through audit_log.
     q = run_cli("sql", "SELECT m.media_id, a.run_id, a.code_version FROM media m JOIN audit_log a "
-                "ON a.media_id = m.media_id AND a.table_name = 'media'", "--json", env=_env(home))
+                "ON a.media_id = m.media_id AND a.table_name = 'media'", "--json")
     rows = json.loads(q.stdout)
     assert len(rows) == 4 and {r["run_id"] for r in rows} <= {r.run_id for r in runs}
 
-    q = run_cli("sql", "SELECT error_type, count(*) AS n FROM quarantine GROUP BY 1 ORDER BY 1", "--json", env=_env(home))
+    q = run_cli("sql", "SELECT error_type, count(*) AS n FROM quarantine GROUP BY 1 ORDER BY 1", "--json")
     assert {r["error_type"]: r["n"] for r in json.loads(q.stdout)} == {
         "empty_file": 1, "not_media": 2, "truncated": 1, "unreadable": 1}
 
     # Time travel: the media table as of its first version (before any rows).
-    q = run_cli("sql", "SELECT count(*) AS n FROM media", "--as-of", "media=0", "--json", env=_env(home))
+    q = run_cli("sql", "SELECT count(*) AS n FROM media", "--as-of", "media=0", "--json")
     assert json.loads(q.stdout) == [{"n": 0}]
 
     # A plain-text table for people, and a clear error for bad SQL.
-    q = run_cli("sql", "SELECT media_id, kind FROM media ORDER BY media_id", env=_env(home))
+    q = run_cli("sql", "SELECT media_id, kind FROM media ORDER BY media_id")
     assert q.stdout.splitlines()[0].split() == ["media_id", "kind"] and "(4 rows)" in q.stdout
-    bad = run_cli("sql", "SELECT nope FROM media", env=_env(home))
+    bad = run_cli("sql", "SELECT nope FROM media")
     assert bad.returncode == 1 and "nope" in bad.stderr and "Traceback" not in bad.stderr
 
     # Processing the same paths again is a no-op for the tables.
-    before = run_cli("sql", "SELECT * FROM media ORDER BY media_id", "--json", env=_env(home)).stdout
-    again = run_cli("process", str(src), str(media_dir / "photo.jpg"), "--quiet", env=_env(home))
+    before = run_cli("sql", "SELECT * FROM media ORDER BY media_id", "--json").stdout
+    again = run_cli("process", str(src), str(media_dir / "photo.jpg"), "--quiet")
     assert again.returncode == 0
-    assert run_cli("sql", "SELECT * FROM media ORDER BY media_id", "--json", env=_env(home)).stdout == before
+    assert run_cli("sql", "SELECT * FROM media ORDER BY media_id", "--json").stdout == before
 
 
 def test_process_missing_path_is_a_clear_error(home):
-    proc = run_cli("process", str(home / "nope.mp4"), env=_env(home))
+    proc = run_cli("process", str(home / "nope.mp4"))
     assert proc.returncode != 0 and "no such file or folder" in proc.stderr
 
 
 @pytest.mark.slow
 def test_demo(home):
-    proc = run_cli("demo", env=_env(home), timeout=600)
+    proc = run_cli("demo", timeout=600)
     assert proc.returncode == 0, proc.stderr[-3000:]
     out = proc.stdout
     assert "== Media" in out and "== Quarantine" in out
     assert "newsroom.mp4" in out and "interview" in out and "poster.png" in out
     assert "broken_upload.mp4" in out and "truncated" in out
-    media = json.loads(run_cli("sql", "SELECT kind, has_audio FROM media ORDER BY kind", "--json", env=_env(home)).stdout)
+    media = json.loads(run_cli("sql", "SELECT kind, has_audio FROM media ORDER BY kind", "--json").stdout)
     assert [m["kind"] for m in media] == ["audio", "image", "video"]
     assert media[2]["has_audio"] is True

@@ -90,32 +90,26 @@ def _tail(log: Path, n: int = 60) -> str:
         return f"(no log: {exc})"
 
 
+def _signal_group(proc: subprocess.Popen, sig: int, wait_s: float) -> bool:
+    """Signal the process group and wait for the leader; False if the group is gone."""
+    try:
+        os.killpg(proc.pid, sig)
+    except ProcessLookupError:
+        return False
+    try:
+        proc.wait(timeout=wait_s)
+    except subprocess.TimeoutExpired:
+        pass
+    return True
+
+
 def _stop(proc: subprocess.Popen) -> None:
-    """SIGTERM the whole process group (webserver, daemon, code server), then SIGKILL."""
-    if proc.poll() is not None:
-        # The leader is gone; children may still hold the group.
-        try:
-            os.killpg(proc.pid, signal.SIGKILL)
-        except ProcessLookupError:
-            pass
+    """SIGTERM the whole process group (webserver, daemon, code server), then SIGKILL
+    whatever survived (the leader or an orphaned child; if the leader is already gone,
+    its children may still hold the group)."""
+    if proc.poll() is None and not _signal_group(proc, signal.SIGTERM, 20):
         return
-    try:
-        os.killpg(proc.pid, signal.SIGTERM)
-    except ProcessLookupError:
-        return
-    try:
-        proc.wait(timeout=20)
-    except subprocess.TimeoutExpired:
-        pass
-    # Whatever survived (the leader or an orphaned child) goes now.
-    try:
-        os.killpg(proc.pid, signal.SIGKILL)
-    except ProcessLookupError:
-        pass
-    try:
-        proc.wait(timeout=10)
-    except subprocess.TimeoutExpired:
-        pass
+    _signal_group(proc, signal.SIGKILL, 10)
 
 
 @pytest.fixture

@@ -71,35 +71,26 @@ def media_assets(context: AssetExecutionContext, config: MediaConfig, lake: Lake
     clock = Stopwatch()
     partition = context.partition_key
     files = inbox.files_in_partition(partition)
-    # Files this window recorded before but that are not under the inbox's roots now
-    # (ingested with `mediaintel process PATH`) still belong to it: a UI backfill or a
-    # forced rerun of the window must find them too. Files that are gone stay recorded.
     listed = {f.source_uri for f in files}
-    recorded = set()
-    for table in ("media_sources", "quarantine"):
-        recorded |= set(lake.read(table, columns=["source_uri"],
-                                  filter=pads.field("arrival_partition") == str(partition))
-                        .column("source_uri").to_pylist())
-    for uri in sorted(recorded - listed):
+    # What this stage recorded for the listed files or for this window, in one read per
+    # table: the rows say which files need no re-hash or retry, and the window's rows name
+    # files that belong to it but are not under the inbox's roots now (ingested with
+    # `mediaintel process PATH`), which a UI backfill or forced rerun must find too.
+    ours = pads.field("arrival_partition") == str(partition)
+    if listed:
+        ours = ours | pads.field("source_uri").isin(sorted(listed))
+    known = {r["source_uri"]: r for r in lake.read("media_sources", filter=ours).to_pylist()}
+    quarantined = {
+        r["source_uri"]: r
+        for r in lake.read("quarantine", filter=(pads.field("stage") == STAGE) & ours).to_pylist()
+    }
+    for uri in sorted((set(known) | set(quarantined)) - listed):
         f = stat_file(uri)
-        if f.size_bytes >= 0:
+        if f.size_bytes >= 0:  # files that are gone stay recorded
             files.append(f)
-    uris = [f.source_uri for f in files]
     extra = len(files) - len(listed)
     context.log.info(f"window {partition}: {len(files)} file(s)"
                      + (f", {extra} of them recorded earlier outside the inbox" if extra else ""))
-
-    known = {
-        r["source_uri"]: r
-        for r in lake.read_keys("media_sources", "source_uri", uris).to_pylist()
-    }
-    quarantined = {
-        r["source_uri"]: r
-        for r in lake.read(
-            "quarantine",
-            filter=(pads.field("stage") == STAGE) & pads.field("source_uri").isin(uris or [""]),
-        ).to_pylist()
-    }
 
     stats = Counter()
     bad: list[dict] = []

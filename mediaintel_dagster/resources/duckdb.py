@@ -8,7 +8,6 @@ projections down to the Parquet files.
 from __future__ import annotations
 
 import duckdb
-from dagster import ConfigurableResource
 
 from ..lake import schemas
 from .lakehouse import LakehouseResource
@@ -30,11 +29,3 @@ def connect(lake: LakehouseResource, as_of: dict[str, int] | None = None) -> duc
         con.register(table, lake.dataset(table, as_of_version=as_of.get(table)))
     return con
 
-
-class DuckDBResource(ConfigurableResource):
-    """Ad hoc SQL over the lakehouse tables, for assets and checks that query across tables."""
-
-    lake: LakehouseResource
-
-    def connect(self, as_of: dict[str, int] | None = None) -> duckdb.DuckDBPyConnection:
-        return connect(self.lake, as_of)

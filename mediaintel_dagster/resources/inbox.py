@@ -47,7 +47,7 @@ class LocalInboxResource(ConfigurableResource):
         for root in self.roots:
             root = os.path.abspath(root)
             if os.path.isfile(root) or (os.path.islink(root) and not os.path.isdir(root)):
-                yield _stat(root)
+                yield stat_file(root)
                 continue
             if not os.path.isdir(root):
                 continue
@@ -56,7 +56,7 @@ class LocalInboxResource(ConfigurableResource):
                 for name in sorted(filenames):
                     if name.startswith(".") or name in _SKIP_NAMES or name.lower().endswith(_SKIP_SUFFIXES):
                         continue
-                    yield _stat(os.path.join(dirpath, name))
+                    yield stat_file(os.path.join(dirpath, name))
 
     def is_settled(self, f: InboxFile, now: float | None = None) -> bool:
         now = time.time() if now is None else now
@@ -77,11 +77,7 @@ class LocalInboxResource(ConfigurableResource):
 
 
 def stat_file(path: str) -> InboxFile:
-    """An InboxFile for a known path (one recorded earlier, outside the inbox's roots)."""
-    return _stat(path)
-
-
-def _stat(path: str) -> InboxFile:
+    """An InboxFile for a path: one being listed, or one recorded earlier outside the roots."""
     try:
         st = os.stat(path)
         return InboxFile(path, st.st_size, st.st_mtime_ns, st.st_ctime_ns)

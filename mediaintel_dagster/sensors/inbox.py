@@ -42,7 +42,7 @@ def inbox_sensor(context: SensorEvaluationContext, inbox: LocalInboxResource):
     # A file that lands in a folder the walk already passed has a ctime after this moment;
     # the mark never rises past it (less a second for coarse filesystem clocks), so such
     # a file is found by the next tick instead of falling below the mark unseen.
-    listing_started_ns = time.time_ns() - 1_000_000_000
+    listing_started_ns = int(now * 1e9) - 1_000_000_000
     listed = list(inbox.list_files())
     new, waiting = [], []
     for f in listed:
