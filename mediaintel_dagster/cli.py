@@ -13,10 +13,10 @@ from pathlib import Path
 from . import config
 
 
-def _print_table(columns: list[str], rows: list[tuple], out=sys.stdout, max_width: int = 120) -> None:
+def _print_table(columns: list[str], rows: list[tuple], out=sys.stdout) -> None:
+    # Values are printed whole: a cut quarantine message or source_uri is no use to anyone.
     def cell(v) -> str:
-        s = "" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
-        return s if len(s) <= max_width else s[: max_width - 1] + "…"
+        return "" if v is None else (f"{v:.3f}" if isinstance(v, float) else str(v))
 
     cells = [[cell(v) for v in row] for row in rows]
     widths = [max([len(c)] + [len(r[i]) for r in cells]) for i, c in enumerate(columns)]
