@@ -35,6 +35,17 @@ def _jsonable(v):
     return v
 
 
+def _stage_ops(job) -> list[str]:
+    """Names of the job's steps whose config has a `force` field (every StageConfig)."""
+    names = []
+    for node in job.graph.nodes:
+        schema = node.definition.config_schema
+        fields = getattr(getattr(schema, "config_type", None), "fields", {}) if schema else {}
+        if "force" in fields:
+            names.append(node.name)
+    return names
+
+
 # ---- process -------------------------------------------------------------------------
 def process(paths: list[str], force: bool = False, quiet: bool = False) -> dict:
     """Ingest files or folders and materialize every stage, one Dagster run per arrival window.
@@ -61,7 +72,8 @@ def process(paths: list[str], force: bool = False, quiet: bool = False) -> dict:
     job = build_defs({"inbox": inbox}).resolve_job_def("ingest_job")
     failed = []
     run_config = {
-        "ops": {"media_assets": {"config": {"force": force}}},
+        # Every stage takes StageConfig; `--force` redoes the window in all of them.
+        "ops": {name: {"config": {"force": force}} for name in _stage_ops(job)},
         "loggers": {"console": {"config": {"log_level": "WARNING" if quiet else "INFO"}}},
     }
     total = sum(windows.values())

@@ -9,7 +9,7 @@ from __future__ import annotations
 from dagster import Definitions
 
 from .assets import media_assets
-from .jobs import ingest_job
+from .jobs import executor_from_env, ingest_job
 from .resources import LakehouseResource, LocalInboxResource
 from .sensors import inbox_sensor
 
@@ -22,6 +22,7 @@ def build_defs(resources: dict | None = None) -> Definitions:
         jobs=[ingest_job],
         sensors=[inbox_sensor],
         resources={**default, **(resources or {})},
+        executor=executor_from_env(),
     )
 
 

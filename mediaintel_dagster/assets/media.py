@@ -8,7 +8,6 @@ import pyarrow.dataset as pads
 from dagster import (
     AssetExecutionContext,
     AssetSpec,
-    Config,
     MaterializeResult,
     MetadataValue,
     multi_asset,
@@ -19,16 +18,16 @@ from ..probe import MediaError, hash_file, probe
 from ..resources import InboxFile, LakehouseResource, LocalInboxResource
 from ..resources.inbox import stat_file
 from ..resources.lakehouse import utcnow
-from .common import Stopwatch, audit_entry
+from .stage_config import StageConfig
+from .common import Stopwatch, audit_entry, quarantine_row
 
 # Bump when what this stage writes changes: media done with an older version are redone.
 MEDIA_CODE_VERSION = "media@1"
 STAGE = "media"
 
 
-class MediaConfig(Config):
-    force: bool = False
-    """Re-hash and re-probe every file of the window, even content already done with this code version."""
+class MediaConfig(StageConfig):
+    """``force``: re-hash and re-probe every file of the window, even content already done."""
 
 
 @multi_asset(
@@ -219,9 +218,6 @@ def media_assets(context: AssetExecutionContext, config: MediaConfig, lake: Lake
 
 
 def _quarantine_row(context: AssetExecutionContext, f: InboxFile, err: MediaError, media_id: str | None) -> dict:
-    return {
-        "source_uri": f.source_uri, "stage": STAGE, "error_type": err.error_type, "message": err.message,
-        "media_id": media_id, "size_bytes": f.size_bytes, "mtime_ns": f.mtime_ns,
-        "arrival_partition": context.partition_key, "run_id": context.run.run_id,
-        "code_version": MEDIA_CODE_VERSION,
-    }
+    return quarantine_row(context, STAGE, source_uri=f.source_uri, error_type=err.error_type, message=err.message,
+                          code_version=MEDIA_CODE_VERSION, media_id=media_id, size_bytes=f.size_bytes,
+                          mtime_ns=f.mtime_ns)

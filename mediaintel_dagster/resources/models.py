@@ -1,0 +1,52 @@
+"""What every model resource shares: one load per process, the device to run on, and the
+offline rule (no download at run time).
+
+Model resources are ConfigurableResources (tests and production swap them by config).
+Dagster may build a resource object per step, so the loaded model lives in a process-wide
+cache keyed by the resource's configuration: a run that embeds 500 keyframes or
+transcribes 40 files loads each model once.
+"""
+
+from __future__ import annotations
+
+import os
+import threading
+from collections.abc import Callable
+from typing import Any
+
+_CACHE: dict[tuple, Any] = {}
+_LOCK = threading.Lock()
+
+
+def load_once(key: tuple, factory: Callable[[], Any]) -> Any:
+    """The object ``factory()`` built for ``key`` in this process, building it on first use."""
+    with _LOCK:
+        if key not in _CACHE:
+            _CACHE[key] = factory()
+        return _CACHE[key]
+
+
+def loaded_models() -> list[tuple]:
+    """Keys of the models this process has loaded (tests use it to show one load per process)."""
+    return list(_CACHE)
+
+
+def resolve_device(device: str = "auto") -> str:
+    """'cuda' when asked for or when 'auto' finds a GPU, else 'cpu'."""
+    if device != "auto":
+        return device
+    try:
+        import torch
+
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    except ImportError:
+        return "cpu"
+
+
+def offline() -> bool:
+    """True unless the user allowed hub downloads: a pipeline run must not wait on DNS."""
+    return os.environ.get("HF_HUB_OFFLINE", "1") not in ("0", "false", "False")
+
+
+class ModelUnavailable(RuntimeError):
+    """Weights are not on this machine; the message says how to install them."""
