@@ -260,3 +260,32 @@ def test_video_broken_after_ingest_is_quarantined_and_the_rest_goes_on(home, vis
     # Not retried on the next run (the same bytes would fail the same way).
     again = _run(home, resources, ["scenes"])
     assert sum(_meta(again, "still_quarantined")) == 1
+
+
+def test_fade_out_then_in_through_black_is_one_cut(tmp_path):
+    """No spike anywhere (A fades to black, B fades in from black): one cut where B begins."""
+    from mediaintel_dagster.shots import ScanStats, scan_video
+
+    made = make_video(tmp_path / "src.mp4", [Shot(2.0, "A", style="checker", color=RED),
+                                             Shot(2.0, "B", style="circles", color=(40, 190, 70), fade_in_s=0.8),
+                                             Shot(1.5, "C", style="stripes")], size=SIZE)
+    with av.open(str(made["path"])) as c:
+        frames = [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+    for i in range(30, 50):  # the last 0.8 s of A fade out to black
+        frames[i] = (frames[i].astype(float) * (49 - i) / 20).astype(np.uint8)
+    out = tmp_path / "through_black.mp4"
+    with av.open(str(out), "w") as o:
+        s = o.add_stream("libx264", rate=25)
+        s.width, s.height, s.pix_fmt = SIZE[0], SIZE[1], "yuv420p"
+        for i, rgb in enumerate(frames):
+            frame = av.VideoFrame.from_ndarray(rgb, format="rgb24")
+            frame.pts = i
+            o.mux(s.encode(frame))
+        o.mux(s.encode(None))
+    stats = ScanStats()
+    shots = list(scan_video(str(out), stats=stats))
+    assert f1([s.start_s for s in shots[1:]], made["cut_times_s"], tol=0.3)["f1"] == 1.0
+    assert stats.decoder_opens == 1 and stats.frames_decoded == len(frames)
+    for shot in shots:  # keyframes are lit frames, not the black of a fade
+        img = Image.open(io.BytesIO(shot.keyframe_jpeg)).convert("L")
+        assert np.asarray(img).mean() > 60
