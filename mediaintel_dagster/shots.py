@@ -49,6 +49,7 @@ class ShotParams:
     min_scene_s: float = 0.5  # no shot shorter than this
     black_luma: float = 18.0  # a frame darker than this (mean luma) with ...
     black_std: float = 10.0  # ... less detail than this is black (fades)
+    min_black_frames: int = 3  # a fade through black holds black at least this long
     keyframe_max_side: int = 1280  # keyframe JPEGs keep full size up to this long side
     jpeg_quality: int = 90
     candidates: int = 8  # keyframe candidates held per shot: between this and twice this
@@ -180,7 +181,9 @@ def scan_video(path: str, params: ShotParams = ShotParams(), stats: ScanStats | 
             if shot is not None and not cut and not f.black and black_run_start is not None:
                 # The picture comes back after black that began inside this shot, after
                 # content, with no spike anywhere: a fade through black.
+                # A black run of a frame or two is a flash or a dropout, not a fade.
                 if (seen_content and black_run_start.index > shot.start.index
+                        and f.index - black_run_start.index >= params.min_black_frames
                         and f.t - shot.start.t >= params.min_scene_s):
                     cut = True
             if shot is None or cut:

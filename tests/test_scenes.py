@@ -289,3 +289,19 @@ def test_fade_out_then_in_through_black_is_one_cut(tmp_path):
     for shot in shots:  # keyframes are lit frames, not the black of a fade
         img = Image.open(io.BytesIO(shot.keyframe_jpeg)).convert("L")
         assert np.asarray(img).mean() > 60
+
+
+def test_object_store_local(tmp_path):
+    store = ObjectStoreResource(root=str(tmp_path / "objects"))
+    uri = store.put("keyframes/abc/0.jpg", b"jpeg bytes")
+    assert uri == str(tmp_path / "objects" / "keyframes" / "abc" / "0.jpg") == store.uri("keyframes/abc/0.jpg")
+    assert store.get(uri) == store.get("keyframes/abc/0.jpg") == b"jpeg bytes"
+    assert store.exists("keyframes/abc/0.jpg") and not list((tmp_path / "objects" / "keyframes" / "abc").glob(".tmp-*"))
+    with pytest.raises(ValueError):
+        store.put("../outside.jpg", b"x")
+    with pytest.raises(ValueError):
+        store.get("/etc/passwd")
+    store.delete_prefix("keyframes/abc")
+    assert not store.exists("keyframes/abc/0.jpg")
+    with pytest.raises(NotImplementedError, match="local"):
+        ObjectStoreResource(root="s3://bucket/objects").put("k", b"x")
