@@ -103,18 +103,18 @@ def scenes(context: AssetExecutionContext, config: ScenesConfig, lake: Lakehouse
                     objects.put(keyframe_key(mid, shot.index), shot.keyframe_jpeg)
                     shot.keyframe_jpeg = b""  # written; do not hold every JPEG of a long video
                     shots.append(shot)
-                opens[mid] = scan.decoder_opens
-                stats["scan_seconds"] += watch.seconds
-                stats["frames_decoded"] += scan.frames_decoded
-                stats["videos"] += 1
                 expected = m["video_frames"] or 0
-                stats["video_frames"] += expected
                 if expected and scan.frames_decoded < expected * 0.98 - 1:
                     raise MediaError(
                         "truncated",
                         f"{os.path.basename(src)}: decoding ended after {scan.frames_decoded} of the "
                         f"{expected} frames the media stage counted: the file was cut short or changed "
                         "after it was ingested.")
+                opens[mid] = scan.decoder_opens
+                stats["scan_seconds"] += watch.seconds
+                stats["frames_decoded"] += scan.frames_decoded
+                stats["video_frames"] += expected
+                stats["videos"] += 1
                 stats["media_seconds"] += m["duration_s"] or scan.duration_s
         except Exception as exc:  # noqa: BLE001 - one bad media must not stop the window
             err = exc if isinstance(exc, MediaError) else MediaError(
