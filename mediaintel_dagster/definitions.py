@@ -8,17 +8,17 @@ from __future__ import annotations
 
 from dagster import Definitions
 
-from .assets import media_assets
+from .assets import media_assets, scenes
 from .jobs import executor_from_env, ingest_job
-from .resources import LakehouseResource, LocalInboxResource
+from .resources import LakehouseResource, LocalInboxResource, ObjectStoreResource
 from .sensors import inbox_sensor
 
 
 def build_defs(resources: dict | None = None) -> Definitions:
     """Definitions with the default resources, or the given ones (tests, the CLI)."""
-    default = {"lake": LakehouseResource(), "inbox": LocalInboxResource()}
+    default = {"lake": LakehouseResource(), "inbox": LocalInboxResource(), "objects": ObjectStoreResource()}
     return Definitions(
-        assets=[media_assets],
+        assets=[media_assets, scenes],
         jobs=[ingest_job],
         sensors=[inbox_sensor],
         resources={**default, **(resources or {})},

@@ -74,6 +74,12 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("keyframe_uri", pa.string()),
             ("phash", pa.string()),
             ("code_version", pa.string()),
+            ("start_frame", pa.int64()),  # index of the shot's first decoded frame
+            ("frame_count", pa.int64()),  # decoded frames in the shot
+            ("keyframe_width", pa.int32()),  # keyframe JPEG size, upright
+            ("keyframe_height", pa.int32()),
+            ("cut_score", pa.float64()),  # detector score of the cut that starts the shot (0 for the first)
+            ("detector", pa.string()),  # detector and its settings
         ]
     ),
     "transcript_segments": pa.schema(
