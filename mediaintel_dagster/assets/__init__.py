@@ -1,3 +1,6 @@
+from .clip import SCENE_EMBEDDINGS_CODE_VERSION, scene_embeddings
 from .media import MEDIA_CODE_VERSION, media_assets
+from .ocr import OCR_CODE_VERSION, ocr_text
 
-__all__ = ["MEDIA_CODE_VERSION", "media_assets"]
+__all__ = ["MEDIA_CODE_VERSION", "OCR_CODE_VERSION", "SCENE_EMBEDDINGS_CODE_VERSION", "media_assets", "ocr_text",
+           "scene_embeddings"]

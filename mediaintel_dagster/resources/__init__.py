@@ -1,4 +1,6 @@
+from .clip import ClipResource
 from .inbox import InboxFile, LocalInboxResource
 from .lakehouse import LakehouseResource
+from .ocr import OcrResource
 
-__all__ = ["InboxFile", "LakehouseResource", "LocalInboxResource"]
+__all__ = ["ClipResource", "InboxFile", "LakehouseResource", "LocalInboxResource", "OcrResource"]
