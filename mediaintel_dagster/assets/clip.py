@@ -11,7 +11,7 @@ from ..partitions import arrival_partitions
 from ..resources.clip import ClipResource
 from ..resources.lakehouse import LakehouseResource
 from .common import Stopwatch, audit_entry, done_media, quarantine_row, stage_metadata, window_media
-from .keyframes import KeyframeError, open_keyframe_pil, scenes_by_media, split_work
+from .keyframes import KeyframeError, open_keyframe_pil, open_quarantine, scenes_by_media, split_work
 from .stage_config import StageConfig
 
 SCENE_EMBEDDINGS_CODE_VERSION = "scene_embeddings@1"
@@ -53,10 +53,11 @@ def scene_embeddings(context: AssetExecutionContext, config: SceneEmbeddingsConf
     if embedder.is_fallback:
         context.log.warning(f"CLIP weights are not available; embedding with the fallback {model_id}. "
                             f"{embedder.reason}")
-    media = window_media(lake, context.partition_key, columns=["media_id", "has_video", "duration_s"])
+    media = window_media(lake, context.partition_key, columns=["media_id", "kind", "has_video", "duration_s"])
     ids = [m["media_id"] for m in media]
     done = set() if config.force else done_media(lake, STAGE, ids, code_version=SCENE_EMBEDDINGS_CODE_VERSION,
                                                  model_id=model_id)
+    done -= open_quarantine(lake, STAGE, sorted(done))
     todo = [m for m in media if m["media_id"] not in done]
     scenes = scenes_by_media(lake, [m["media_id"] for m in todo])
     work, empty, waiting = split_work(todo, scenes)

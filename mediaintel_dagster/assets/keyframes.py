@@ -10,6 +10,7 @@ from collections import defaultdict
 from urllib.parse import unquote, urlparse
 
 import numpy as np
+import pyarrow.dataset as pads
 
 from ..resources.lakehouse import LakehouseResource
 
@@ -35,18 +36,28 @@ def scenes_by_media(lake: LakehouseResource, media_ids: list[str]) -> dict[str, 
     return out
 
 
+def open_quarantine(lake: LakehouseResource, stage: str, media_ids: list[str]) -> set[str]:
+    """Media with a keyframe still in quarantine for ``stage``: not done, whatever an
+    earlier audit row says, so every run retries them until the keyframe reads."""
+    if not media_ids:
+        return set()
+    flt = (pads.field("stage") == stage) & pads.field("media_id").isin(sorted(set(media_ids)))
+    return set(lake.read("quarantine", columns=["media_id"], filter=flt).column("media_id").to_pylist())
+
+
 def split_work(media: list[dict], scenes: dict[str, list[dict]]) -> tuple[list[dict], list[str], list[str]]:
     """(media with keyframes, media with nothing to read, media still waiting for scenes).
 
     A media without a picture (audio) has nothing for these stages: it is recorded as done
-    with zero rows. A media with a picture but no scenes rows yet (the scenes stage has
-    not run for it, or quarantined it) is left for a later run, not recorded as done.
+    with zero rows. A media with a picture (video, or a still image) but no scenes rows yet
+    (the scenes stage has not run for it, or quarantined it) is left for a later run, not
+    recorded as done.
     """
     work, empty, waiting = [], [], []
     for m in media:
         if scenes.get(m["media_id"]):
             work.append(m)
-        elif m.get("has_video"):
+        elif m.get("has_video") or m.get("kind") == "image":
             waiting.append(m["media_id"])
         else:
             empty.append(m["media_id"])

@@ -9,7 +9,7 @@ from ..partitions import arrival_partitions
 from ..resources.lakehouse import LakehouseResource
 from ..resources.ocr import OcrResource
 from .common import Stopwatch, audit_entry, done_media, quarantine_row, stage_metadata, window_media
-from .keyframes import KeyframeError, open_keyframe_bgr, scenes_by_media, split_work
+from .keyframes import KeyframeError, open_keyframe_bgr, open_quarantine, scenes_by_media, split_work
 from .stage_config import StageConfig
 
 # Bump when what this stage writes changes (the word-space rule included): media done
@@ -43,10 +43,11 @@ def ocr_text(context: AssetExecutionContext, config: OcrConfig, lake: LakehouseR
     """
     clock = Stopwatch()
     model_id = ocr.model_id
-    media = window_media(lake, context.partition_key, columns=["media_id", "has_video", "duration_s"])
+    media = window_media(lake, context.partition_key, columns=["media_id", "kind", "has_video", "duration_s"])
     ids = [m["media_id"] for m in media]
     done = set() if config.force else done_media(lake, STAGE, ids, code_version=OCR_CODE_VERSION,
                                                  model_id=model_id)
+    done -= open_quarantine(lake, STAGE, sorted(done))
     todo = [m for m in media if m["media_id"] not in done]
     scenes = scenes_by_media(lake, [m["media_id"] for m in todo])
     work, empty, waiting = split_work(todo, scenes)
