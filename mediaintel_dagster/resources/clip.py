@@ -165,16 +165,30 @@ def file_sha256(path: str) -> str:
     return h.hexdigest()
 
 
+# Hub repos of the default model's tags, so that "weights absent" is known without
+# importing open_clip (and torch: seconds on a busy CPU); tests check them against open_clip.
+KNOWN_HF_REPOS = {
+    ("ViT-B-32", "laion2b_s34b_b79k"): "laion/CLIP-ViT-B-32-laion2B-s34B-b79K",
+}
+
+
+def _hf_cached_in(repo: str) -> str | None:
+    from huggingface_hub import try_to_load_from_cache
+
+    for name in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
+        found = try_to_load_from_cache(repo_id=repo, filename=name)
+        if isinstance(found, str) and os.path.isfile(found):
+            return found
+    return None
+
+
 def _hf_cached_file(pretrained_cfg: dict) -> str | None:
     """The tag's checkpoint in the local Hugging Face cache, without touching the network."""
     repo = (pretrained_cfg.get("hf_hub") or "").strip("/")
     if repo:
-        from huggingface_hub import try_to_load_from_cache
-
-        for name in ("open_clip_model.safetensors", "open_clip_pytorch_model.bin"):
-            found = try_to_load_from_cache(repo_id=repo, filename=name)
-            if isinstance(found, str) and os.path.isfile(found):
-                return found
+        found = _hf_cached_in(repo)
+        if found:
+            return found
     url = pretrained_cfg.get("url") or ""
     if url:  # open_clip's own download folder for URL-only (OpenAI) weights
         candidate = Path("~/.cache/clip").expanduser() / os.path.basename(url)
@@ -216,7 +230,7 @@ class ClipResource(ConfigurableResource):
         if cfg and os.path.isfile(cfg):
             st = os.stat(cfg)
             cfg = (os.path.abspath(cfg), st.st_size, st.st_mtime_ns)
-        return ("open_clip", self.model_name, ident, cfg, resolve_device(self.device), self.fallback,
+        return ("open_clip", self.model_name, ident, cfg, self.device, self.fallback,
                 offline())
 
     def _model_config(self) -> dict | None:
@@ -230,8 +244,6 @@ class ClipResource(ConfigurableResource):
     def resolve(self) -> dict:
         """Where the weights come from, without loading them: {'checkpoint', 'model_id',
         'preprocess'} or raises ModelUnavailable with a message that says how to install them."""
-        import open_clip
-
         p = self.pretrained
         looks_like_path = os.sep in p or p.endswith((".bin", ".pt", ".pth", ".safetensors")) or os.path.exists(p)
         if looks_like_path:
@@ -240,6 +252,11 @@ class ClipResource(ConfigurableResource):
                                        + install_hint(self.model_name, "a local checkpoint"))
             return {"checkpoint": p, "model_id": f"open_clip/{self.model_name}@sha256:{file_sha256(p)[:12]}",
                     "preprocess": {}}
+        known = KNOWN_HF_REPOS.get((self.model_name, p))
+        if known and offline() and not _hf_cached_in(known):
+            raise ModelUnavailable(self._absent(p, known))
+        import open_clip
+
         cfg = open_clip.get_pretrained_cfg(self.model_name, p)
         if not cfg:
             raise ModelUnavailable(
@@ -251,10 +268,12 @@ class ClipResource(ConfigurableResource):
             return {"checkpoint": cached, "model_id": f"open_clip/{self.model_name}@{p}", "preprocess": preprocess}
         if not offline():
             return {"checkpoint": None, "model_id": f"open_clip/{self.model_name}@{p}", "preprocess": preprocess}
-        raise ModelUnavailable(
-            f"OpenCLIP weights {self.model_name}/{p} are not on this machine (not in the Hugging Face "
-            f"cache, and HF_HUB_OFFLINE is not 0, so nothing is downloaded). "
-            + install_hint(self.model_name, p, (cfg.get("hf_hub") or "").strip("/") or "<the tag's hub repo>"))
+        raise ModelUnavailable(self._absent(p, (cfg.get("hf_hub") or "").strip("/") or "<the tag's hub repo>"))
+
+    def _absent(self, tag: str, repo: str) -> str:
+        return (f"OpenCLIP weights {self.model_name}/{tag} are not on this machine (not in the Hugging Face "
+                f"cache, and HF_HUB_OFFLINE is not 0, so nothing is downloaded). "
+                + install_hint(self.model_name, tag, repo))
 
     # ---- loading ------------------------------------------------------------------
     def _build(self):
