@@ -209,3 +209,20 @@ def test_scene_embeddings_stage(home, tiny_clip, monkeypatch):
         by_model.setdefault(r["model_id"], []).append(len(r["vector"]))
     assert sorted(by_model) == sorted([emb.model_id, FALLBACK_MODEL_ID])
     assert set(by_model[FALLBACK_MODEL_ID]) == {512} and len(by_model[FALLBACK_MODEL_ID]) == 5
+
+
+def test_visual_assets_in_definitions():
+    from dagster import AssetKey
+
+    from mediaintel_dagster.definitions import defs
+    from mediaintel_dagster.jobs import GPU_OP_TAGS, GPU_POOL
+
+    emb = defs.resolve_assets_def("scene_embeddings")
+    ocr = defs.resolve_assets_def("ocr_text")
+    for a, key in [(emb, "scene_embeddings"), (ocr, "ocr_text")]:
+        k = AssetKey(key)
+        assert a.group_names_by_key[k] == "visual" and a.code_versions_by_key[k]
+        assert AssetKey("scenes") in a.asset_deps[k]
+        assert a.specs_by_key[k].description and "scene" in a.specs_by_key[k].description
+    assert emb.op.pool == GPU_POOL and emb.op.tags["mediaintel/device"] == GPU_OP_TAGS["mediaintel/device"]
+    assert {"ocr", "clip"} <= set(defs.resources)
