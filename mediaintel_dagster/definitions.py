@@ -8,17 +8,18 @@ from __future__ import annotations
 
 from dagster import Definitions
 
-from .assets import media_assets, scenes
+from .assets import media_assets, ocr_text, scene_embeddings, scenes
 from .jobs import executor_from_env, ingest_job
-from .resources import LakehouseResource, LocalInboxResource, ObjectStoreResource
+from .resources import ClipResource, LakehouseResource, LocalInboxResource, ObjectStoreResource, OcrResource
 from .sensors import inbox_sensor
 
 
 def build_defs(resources: dict | None = None) -> Definitions:
     """Definitions with the default resources, or the given ones (tests, the CLI)."""
-    default = {"lake": LakehouseResource(), "inbox": LocalInboxResource(), "objects": ObjectStoreResource()}
+    default = {"lake": LakehouseResource(), "inbox": LocalInboxResource(), "objects": ObjectStoreResource(),
+               "ocr": OcrResource(), "clip": ClipResource()}
     return Definitions(
-        assets=[media_assets, scenes],
+        assets=[media_assets, scenes, ocr_text, scene_embeddings],
         jobs=[ingest_job],
         sensors=[inbox_sensor],
         resources={**default, **(resources or {})},

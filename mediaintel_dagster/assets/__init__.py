@@ -1,4 +1,7 @@
+from .clip import SCENE_EMBEDDINGS_CODE_VERSION, scene_embeddings
 from .media import MEDIA_CODE_VERSION, media_assets
+from .ocr import OCR_CODE_VERSION, ocr_text
 from .scenes import SCENES_CODE_VERSION, scenes
 
-__all__ = ["MEDIA_CODE_VERSION", "SCENES_CODE_VERSION", "media_assets", "scenes"]
+__all__ = ["MEDIA_CODE_VERSION", "OCR_CODE_VERSION", "SCENES_CODE_VERSION", "SCENE_EMBEDDINGS_CODE_VERSION",
+           "media_assets", "ocr_text", "scene_embeddings", "scenes"]

@@ -99,9 +99,12 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("media_id", pa.string()),
             ("scene_index", pa.int32()),
             ("line_index", pa.int32()),
-            ("text", pa.string()),
+            ("text", pa.string()),  # spaces between words restored (see resources/ocr.py)
             ("confidence", pa.float64()),
             ("model_id", pa.string()),
+            ("raw_text", pa.string()),  # as the recogniser read it
+            ("box", pa.list_(pa.float32())),  # x0, y0, x1, y1, x2, y2, x3, y3 in keyframe pixels
+            ("keyframe_s", pa.float64()),
         ]
     ),
     "embeddings": pa.schema(
