@@ -9,12 +9,13 @@ stage's table -> ``audit_entry`` rows -> ``stage_metadata`` for the UI.
 
 from __future__ import annotations
 
+import hashlib
 import resource
 import time
 from collections.abc import Iterable
 
 import pyarrow.dataset as pads
-from dagster import AssetExecutionContext
+from dagster import AssetExecutionContext, DataVersion
 
 from ..resources.lakehouse import LakehouseResource
 
@@ -127,6 +128,20 @@ def model_code_version(code_version: str, model_id: str | None) -> str:
     apart (code_version and model_id columns); this joins them only for Dagster.
     """
     return f"{code_version}|{model_id}" if model_id else code_version
+
+
+def stage_data_version(code_version: str, model_id: str | None, keys: Iterable[str]) -> DataVersion:
+    """The data version a stage reports for a window: its code version, its model and the
+    window's content (media_ids are content hashes; pass source_uris for location tables).
+
+    Rows are a function of (bytes, code, model), so this changes exactly when what the
+    window holds changes: a rerun with the same model keeps downstream fresh, a new model
+    or a new file in the window marks the assets downstream stale for that partition.
+    """
+    h = hashlib.sha256(f"{code_version}\x00{model_id or ''}".encode())
+    for k in sorted(set(keys)):
+        h.update(b"\x00" + str(k).encode())
+    return DataVersion(h.hexdigest()[:20])
 
 
 def with_model_version(assets_def, model_id: str | None):

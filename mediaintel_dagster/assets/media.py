@@ -20,7 +20,7 @@ from ..resources.inbox import stat_file
 from ..resources.lakehouse import utcnow
 from .stage_config import StageConfig
 from ..monitoring.metrics import record_stage
-from .common import Stopwatch, audit_entry, quarantine_row
+from .common import Stopwatch, audit_entry, quarantine_row, stage_data_version, window_media
 
 # Bump when what this stage writes changes: media done with an older version are redone.
 MEDIA_CODE_VERSION = "media@1"
@@ -210,9 +210,16 @@ def media_assets(context: AssetExecutionContext, config: MediaConfig, lake: Lake
     if backlog is not None:  # runs the inbox sensor requested
         media_meta["inbox_backlog"] = int(backlog)
     record_stage("media", partition, media_meta)
-    yield MaterializeResult(asset_key="media", metadata=media_meta)
+    # Data versions from the window's content, so a new file in a window (and only that)
+    # marks this partition of the stages downstream stale in the UI.
+    window_ids = [r["media_id"] for r in window_media(lake, partition, columns=["media_id"])]
+    window_uris = lake.read("media_sources", columns=["source_uri"],
+                            filter=pads.field("arrival_partition") == str(partition)).column("source_uri").to_pylist()
+    yield MaterializeResult(asset_key="media", metadata=media_meta,
+                            data_version=stage_data_version(MEDIA_CODE_VERSION, None, window_ids))
     yield MaterializeResult(
         asset_key="media_sources",
+        data_version=stage_data_version(MEDIA_CODE_VERSION, None, window_uris),
         metadata={
             **common,
             "sources_written": len(source_rows),

@@ -56,6 +56,15 @@ def _expectation(gx, e: dict):
     raise ValueError(f"unknown expectation kind {kind!r}")
 
 
+_TYPES = {
+    "not_null": "expect_column_values_to_not_be_null",
+    "unique": "expect_column_values_to_be_unique",
+    "compound_unique": "expect_compound_columns_to_be_unique",
+    "between": "expect_column_values_to_be_between",
+    "in_set": "expect_column_values_to_be_in_set",
+}
+
+
 def _rule_name(e: dict) -> str:
     return f"{e['kind']}:{'+'.join(e['columns']) if 'columns' in e else e['column']}"
 
@@ -98,7 +107,14 @@ def evaluate_expectations_ge(rows: pa.Table, expectations: list[dict], name: str
         for e in usable:
             suite.add_expectation(_expectation(gx, e))
         result = batch.validate(suite)
-    for e, r in zip(usable, result.results):
+    # GE orders results its own way: pair them with our expectations by type and columns.
+    by_id = {}
+    for r in result.results:
+        kw = r.expectation_config.kwargs
+        cols = tuple(kw.get("column_list") or [kw.get("column")])
+        by_id[(r.expectation_config.type, cols)] = r
+    for e in usable:
+        r = by_id[(_TYPES[e["kind"]], tuple(e.get("columns") or [e["column"]]))]
         if r.success:
             continue
         res = r.result or {}

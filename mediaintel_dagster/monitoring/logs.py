@@ -33,6 +33,12 @@ def dagster_loggers() -> dict:
     return {"console": json_console_logger}
 
 
+# Dagster instantiates a job's loggers only when the run config names them; this names the
+# console logger, which is Dagster's colored one by default and its JSON one when switched
+# on (``dagster_loggers``), so the same run config is valid either way.
+RUN_CONFIG_LOGGERS = {"loggers": {"console": {"config": {"log_level": "DEBUG"}}}}
+
+
 class JsonFormatter(logging.Formatter):
     """A log record as one JSON line: time, level, logger, message, and Dagster's fields
     (run_id, step_key, ...) when the record carries them."""
