@@ -392,3 +392,30 @@ def test_lineage_sql_which_run_and_bytes(home, media_dir):
     out = io.StringIO()
     assert sql("SELECT duration_s FROM media", fmt="json", as_of={"media": rows[0]["delta_version"]}, out=out) == 0
     assert json.loads(out.getvalue())[0]["duration_s"] == pytest.approx(row["duration_s"])
+
+
+def test_two_stages_sharing_embeddings_are_checked_apart(home, media_dir):
+    from mediaintel_dagster.checks.factory import ROWS_KEY, TABLE_KEY
+
+    instance, res, partition, _ = _ingest(home, media_dir)
+    mid = res["lake"].read("media").to_pylist()[0]["media_id"]
+
+    def stage(name, kind):
+        @asset(name=name, deps=["media"], partitions_def=arrival_partitions,
+               metadata={TABLE_KEY: "embeddings", ROWS_KEY: {"item_kind": [kind]}})
+        def _stage(context: AssetExecutionContext):
+            RAN.append(name)
+        return _stage
+
+    assets = [media_assets, stage("scene_embeddings", "scene"), stage("text_embeddings", "segment")]
+    checks = build_checks(assets)
+    names = {(k.asset_key.to_user_string(), k.name) for c in checks for k in c.check_keys}
+    assert {("scene_embeddings", "check_embeddings_contract"), ("text_embeddings", "check_embeddings_contract")} <= names
+    scene = [{**r, "item_kind": "scene", "model_id": "clip@1"} for r in _vectors(mid, 3, 512)]
+    scene[0]["vector"] = scene[0]["vector"][:500]  # broken: only the scene stage's rows
+    res["lake"].replace("embeddings", scene + _vectors(mid, 3, 384))
+    result = _run(instance, res, partition, assets, checks)
+    evals = {e.asset_key.to_user_string(): e for e in result.get_asset_check_evaluations()
+             if e.check_name == "check_embeddings_contract"}
+    assert not evals["scene_embeddings"].passed and evals["text_embeddings"].passed
+    assert evals["text_embeddings"].metadata["rows_checked"].value == 3

@@ -44,7 +44,14 @@ def engine() -> str:
     return name
 
 
-def rows_for_partition(lake: LakehouseResource, table: str, partition: str) -> tuple[pa.Table, list[dict]]:
+# AssetSpec metadata a stage may set: the contract table it writes when its key is another
+# name (two stages share `embeddings`), and which of the table's rows are its own.
+TABLE_KEY = "mediaintel/table"
+ROWS_KEY = "mediaintel/check_rows"  # {column: [values]}, e.g. {"item_kind": ["scene"]}
+
+
+def rows_for_partition(lake: LakehouseResource, table: str, partition: str,
+                       row_filter: dict | None = None) -> tuple[pa.Table, list[dict]]:
     """(the table's rows for the window's media, the window's media rows)."""
     media = window_media(lake, partition)
     ids = sorted(r["media_id"] for r in media)
@@ -54,6 +61,8 @@ def rows_for_partition(lake: LakehouseResource, table: str, partition: str) -> t
         flt = flt | pads.field("media_id").isin(ids)
     if "arrival_partition" in names:  # media, media_sources: also rows this window wrote
         flt = flt | (pads.field("arrival_partition") == str(partition))
+    for column, values in (row_filter or {}).items():
+        flt = flt & pads.field(column).isin(list(values))
     return lake.read(table, filter=flt), media
 
 
@@ -72,9 +81,10 @@ def _reference_dims(lake: LakehouseResource, rows: pa.Table, exclude: list[str])
     return out
 
 
-def evaluate_partition(lake: LakehouseResource, table: str, partition: str, eng: str | None = None) -> tuple[list, dict]:
+def evaluate_partition(lake: LakehouseResource, table: str, partition: str, eng: str | None = None,
+                       row_filter: dict | None = None) -> tuple[list, dict]:
     """Findings and metadata for one table and window (what the Dagster check reports)."""
-    rows, media = rows_for_partition(lake, table, partition)
+    rows, media = rows_for_partition(lake, table, partition, row_filter)
     ctx = RuleContext.from_env(media)
     if table == "embeddings" and rows.num_rows:
         ids = sorted({m for m in rows.column("media_id").to_pylist() if m is not None})
@@ -92,9 +102,12 @@ def evaluate_partition(lake: LakehouseResource, table: str, partition: str, eng:
     return findings, meta
 
 
-def checks_for(asset_key, table: str, *, blocking: bool | None = None, drift: bool = True) -> list[AssetChecksDefinition]:
+def checks_for(asset_key, table: str, *, blocking: bool | None = None, drift: bool = True,
+               row_filter: dict | None = None) -> list[AssetChecksDefinition]:
     """The checks of ``table`` for the asset ``asset_key`` that writes it: one contract check
-    (blocking unless the spec says otherwise) and the table's drift checks (WARN)."""
+    (blocking unless the spec says otherwise) and the table's drift checks (WARN).
+    ``row_filter`` ({column: [values]}) narrows the rows to the asset's own (a table that
+    two stages write)."""
     spec = SPECS[table]
     key = AssetKey.from_coercible(asset_key)
     is_blocking = spec.blocking if blocking is None else blocking
@@ -107,7 +120,7 @@ def checks_for(asset_key, table: str, *, blocking: bool | None = None, drift: bo
         blocking=is_blocking,
     )
     def _contract(context: AssetCheckExecutionContext, lake: LakehouseResource) -> AssetCheckResult:
-        findings, meta = evaluate_partition(lake, table, context.partition_key)
+        findings, meta = evaluate_partition(lake, table, context.partition_key, row_filter=row_filter)
         for f in findings:
             context.log.error(f"{table}: {f.rule}: {f.message} e.g. {f.examples}")
         return AssetCheckResult(
@@ -124,11 +137,21 @@ def checks_for(asset_key, table: str, *, blocking: bool | None = None, drift: bo
 
 
 def build_checks(assets: Iterable) -> list[AssetChecksDefinition]:
-    """Checks for every asset in ``assets`` whose key names a table with a spec."""
+    """Checks for every asset in ``assets`` that writes a table with a spec: the asset key
+    names the table, or its AssetSpec metadata does (``TABLE_KEY``, with ``ROWS_KEY`` for
+    its share of a table that two stages write)."""
     out = []
     for a in assets:
-        keys = a.keys if isinstance(a, AssetsDefinition) else [getattr(a, "key", None)]
-        for key in keys:
-            if key is not None and key.path[-1] in SPECS:
-                out += checks_for(key, key.path[-1])
+        specs = list(a.specs) if isinstance(a, AssetsDefinition) else [a]
+        for spec in specs:
+            key = getattr(spec, "key", None)
+            if key is None:
+                continue
+            meta = getattr(spec, "metadata", None) or {}
+            table = meta.get(TABLE_KEY, key.path[-1])
+            table = getattr(table, "value", table)  # a MetadataValue when Dagster normalized it
+            if table in SPECS:
+                row_filter = meta.get(ROWS_KEY)
+                row_filter = getattr(row_filter, "value", row_filter)
+                out += checks_for(key, table, row_filter=row_filter)
     return out
