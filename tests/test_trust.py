@@ -419,3 +419,47 @@ def test_two_stages_sharing_embeddings_are_checked_apart(home, media_dir):
              if e.check_name == "check_embeddings_contract"}
     assert not evals["scene_embeddings"].passed and evals["text_embeddings"].passed
     assert evals["text_embeddings"].metadata["rows_checked"].value == 3
+
+
+def test_stage_metadata_cost_and_pushgateway(monkeypatch, tmp_path):
+    """A stage's numbers (CPU cost per media-minute) pushed to a Pushgateway over HTTP (a
+    local server standing where the gateway would) and written for the textfile collector."""
+    import http.server
+    import threading
+
+    from prometheus_client.parser import text_string_to_metric_families
+
+    from mediaintel_dagster.assets.common import stage_metadata
+
+    pushed = []
+
+    class Gateway(http.server.BaseHTTPRequestHandler):
+        def do_PUT(self):
+            pushed.append((self.path, self.rfile.read(int(self.headers["Content-Length"])).decode()))
+            self.send_response(200)
+            self.end_headers()
+
+        def log_message(self, *a):
+            pass
+
+    server = http.server.HTTPServer(("127.0.0.1", 0), Gateway)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    monkeypatch.setenv("MEDIAINTEL_METRICS", "prometheus")
+    monkeypatch.setenv("MEDIAINTEL_PROMETHEUS_PUSHGATEWAY", f"127.0.0.1:{server.server_port}")
+    monkeypatch.setenv("MEDIAINTEL_PROMETHEUS_TEXTFILE_DIR", str(tmp_path))
+    monkeypatch.delenv("MEDIAINTEL_PROMETHEUS_PORT", raising=False)
+    try:
+        meta = stage_metadata(window_media_count=3, processed=2, skipped_done=1, failed=0, rows=40,
+                              media_seconds=120.0, wall_seconds=10.0, delta_version=7, model_id="fw@int8",
+                              cpu_seconds=3.0, gpu_seconds=0.5, asset="transcript_segments", partition="p")
+    finally:
+        server.shutdown()
+    assert meta["cpu_seconds_per_media_minute"] == 1.5 and meta["gpu_seconds_per_media_minute"] == 0.25
+    assert meta["media_seconds_per_wall_second"] == 12.0
+    path, body = pushed[0]
+    assert path == "/metrics/job/mediaintel/asset/transcript_segments"
+    samples = {s.name: s.value for f in text_string_to_metric_families(body) for s in f.samples}
+    assert samples["mediaintel_stage_cpu_seconds_per_media_minute"] == 1.5
+    assert samples["mediaintel_stage_media_processed"] == 2
+    filed = (tmp_path / "mediaintel_transcript_segments.prom").read_text()
+    assert 'mediaintel_stage_rows_written{asset="transcript_segments"} 40.0' in filed
