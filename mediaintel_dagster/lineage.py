@@ -8,15 +8,17 @@ This computes those statuses from the instance, for scripts, tests and the CLI.
 
 from __future__ import annotations
 
-from dagster import AssetKey, DagsterInstance, Definitions
+from dagster import DagsterInstance, Definitions
 
 
 def stale_status(instance: DagsterInstance, defs: Definitions, partition_key: str | None = None) -> dict[str, dict]:
     """{asset key: {"status": "FRESH"|"STALE"|"MISSING", "causes": [str, ...]}} for every asset."""
+    # Dagster's own resolver, built as its workspace context builds it for the UI (these
+    # are internal modules: pinned Dagster 1.13.27, tests/test_trust.py guards them).
     from dagster._core.asset_graph_view.asset_graph_view import AssetGraphView
     from dagster._core.definitions.data_version import CachingStaleStatusResolver
-    from dagster._time import get_current_datetime
     from dagster._core.definitions.temporal_context import TemporalContext
+    from dagster._time import get_current_datetime
 
     asset_graph = defs.resolve_asset_graph()
     view = AssetGraphView(
@@ -35,4 +37,4 @@ def stale_status(instance: DagsterInstance, defs: Definitions, partition_key: st
     return out
 
 
-__all__ = ["AssetKey", "stale_status"]
+__all__ = ["stale_status"]
