@@ -10,7 +10,11 @@ from ..jobs import GPU_OP_TAGS, GPU_POOL
 from ..partitions import arrival_partitions
 from ..resources.clip import ClipResource
 from ..resources.lakehouse import LakehouseResource
-from .common import Stopwatch, audit_entry, done_media, quarantine_row, stage_metadata, window_media
+from ..checks.factory import ROWS_KEY, TABLE_KEY
+from ..checks.stats import table_stats
+from ..lake.schemas import to_arrow
+from .common import (MODEL_RESOURCE_KEY, Stopwatch, audit_entry, done_media, quarantine_row, stage_data_version, stage_metadata,
+                     window_media)
 from .keyframes import KeyframeError, open_keyframe_pil, open_quarantine, scenes_by_media, split_work
 from .stage_config import StageConfig
 
@@ -32,6 +36,9 @@ class SceneEmbeddingsConfig(StageConfig):
     kinds={"delta", "pytorch"},
     pool=GPU_POOL,
     op_tags=GPU_OP_TAGS,
+    # Checked as the `embeddings` table, on this stage's rows only; the CLIP model id
+    # joins the code version (a model change shows the asset stale).
+    metadata={TABLE_KEY: "embeddings", ROWS_KEY: {"item_kind": [ITEM_KIND]}, MODEL_RESOURCE_KEY: "clip"},
 )
 def scene_embeddings(context: AssetExecutionContext, config: SceneEmbeddingsConfig, lake: LakehouseResource,
                      clip: ClipResource) -> MaterializeResult:
@@ -128,11 +135,16 @@ def scene_embeddings(context: AssetExecutionContext, config: SceneEmbeddingsConf
     norms = np.linalg.norm(np.asarray([r["vector"] for r in rows], dtype=np.float32), axis=1) if rows else None
     wall = clock.seconds
     by_media = {m["media_id"]: m for m in media}
-    return MaterializeResult(metadata=stage_metadata(
+    on_gpu = str(embedder.device).startswith("cuda")
+    return MaterializeResult(
+        data_version=stage_data_version(SCENE_EMBEDDINGS_CODE_VERSION, model_id, [m["media_id"] for m in media]),
+        metadata=stage_metadata(
         window_media_count=len(media), processed=len(written), skipped_done=len(done), failed=len(failed_media),
         rows=len(rows), media_seconds=sum(by_media[mid].get("duration_s") or 0.0 for mid in written),
         wall_seconds=wall, delta_version=version if version is not None else lake.version("embeddings"),
-        model_id=model_id,
+        model_id=model_id, cpu_seconds=clock.cpu_seconds, gpu_seconds=embed_seconds if on_gpu else None,
+        asset=STAGE, partition=context.partition_key,
+        **table_stats("embeddings", to_arrow("embeddings", rows)),
         fallback=embedder.is_fallback,
         device=embedder.device,
         dim=int(embedder.dim),

@@ -8,7 +8,10 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 from ..partitions import arrival_partitions
 from ..resources.lakehouse import LakehouseResource
 from ..resources.ocr import OcrResource
-from .common import Stopwatch, audit_entry, done_media, quarantine_row, stage_metadata, window_media
+from ..checks.stats import table_stats
+from ..lake.schemas import to_arrow
+from .common import (MODEL_RESOURCE_KEY, Stopwatch, audit_entry, done_media, quarantine_row, stage_data_version, stage_metadata,
+                     window_media)
 from .keyframes import KeyframeError, open_keyframe_bgr, open_quarantine, scenes_by_media, split_work
 from .stage_config import StageConfig
 
@@ -29,6 +32,8 @@ class OcrConfig(StageConfig):
     code_version=OCR_CODE_VERSION,
     group_name="visual",
     kinds={"delta", "python"},
+    # The OCR model's id joins the code version (a model change shows the asset stale).
+    metadata={MODEL_RESOURCE_KEY: "ocr"},
 )
 def ocr_text(context: AssetExecutionContext, config: OcrConfig, lake: LakehouseResource,
              ocr: OcrResource) -> MaterializeResult:
@@ -113,11 +118,13 @@ def ocr_text(context: AssetExecutionContext, config: OcrConfig, lake: LakehouseR
     wall = clock.seconds
     confidences = [r["confidence"] for r in rows]
     by_media = {m["media_id"]: m for m in media}
-    return MaterializeResult(metadata=stage_metadata(
+    return MaterializeResult(data_version=stage_data_version(OCR_CODE_VERSION, model_id, [m["media_id"] for m in media]),
+                             metadata=stage_metadata(
         window_media_count=len(media), processed=len(written), skipped_done=len(done), failed=len(failed_media),
         rows=len(rows), media_seconds=sum(by_media[mid].get("duration_s") or 0.0 for mid in written),
         wall_seconds=wall, delta_version=version if version is not None else lake.version("ocr_text"),
-        model_id=model_id,
+        model_id=model_id, cpu_seconds=clock.cpu_seconds, asset=STAGE, partition=context.partition_key,
+        **table_stats("ocr_text", to_arrow("ocr_text", rows)),
         keyframes=keyframes,
         keyframes_per_second=round(keyframes / ocr_seconds, 2) if ocr_seconds > 0 else 0.0,
         lines_found=len(rows),

@@ -12,7 +12,8 @@ from ..probe import MediaError
 from ..resources import LakehouseResource
 from ..resources.objects import ObjectStoreResource
 from ..shots import ScanStats, ShotParams, image_keyframe, scan_video
-from .common import Stopwatch, audit_entry, done_media, quarantine_row, stage_metadata, window_media
+from .common import (Stopwatch, audit_entry, done_media, quarantine_row, stage_data_version, stage_metadata,
+                     window_media)
 from .stage_config import StageConfig
 
 # Bump when what this stage writes changes: media done with an older version are redone.
@@ -156,10 +157,11 @@ def scenes(context: AssetExecutionContext, config: ScenesConfig, lake: Lakehouse
 
     wall = clock.seconds
     scan_s = stats["scan_seconds"]
-    return MaterializeResult(metadata=stage_metadata(
+    return MaterializeResult(data_version=stage_data_version(SCENES_CODE_VERSION, detector, ids), metadata=stage_metadata(
         window_media_count=len(media), processed=len(written) + len(empty), skipped_done=len(done),
         failed=len(bad), rows=len(rows), media_seconds=stats["media_seconds"], wall_seconds=wall,
         delta_version=version if version is not None else lake.version("scenes"), model_id=detector,
+        cpu_seconds=clock.cpu_seconds, asset=STAGE, partition=context.partition_key,
         still_quarantined=len(stuck),
         videos_decoded=stats["videos"],
         images=stats["images"],

@@ -313,4 +313,19 @@ class ClipResource(ConfigurableResource):
 
     @property
     def model_id(self) -> str:
-        return self.embedder().model_id
+        """The model_id this resource's rows carry, found without loading the model (build_defs
+        reads it at every code-location load to put it into the stage's code version)."""
+        def find() -> str:
+            p = self.pretrained
+            known = KNOWN_HF_REPOS.get((self.model_name, p))
+            if known and not (os.sep in p or os.path.exists(p)):
+                # The default tag: a cache lookup, no open_clip (torch) import.
+                if _hf_cached_in(known) or not offline():
+                    return f"open_clip/{self.model_name}@{p}"
+                return FALLBACK_MODEL_ID if self.fallback != "none" else f"open_clip/{self.model_name}@{p}"
+            try:
+                return self.resolve()["model_id"]
+            except ModelUnavailable:
+                return FALLBACK_MODEL_ID if self.fallback != "none" else f"open_clip/{self.model_name}@{p}"
+
+        return load_once(("model_id",) + self._key(), find)
