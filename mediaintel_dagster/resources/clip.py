@@ -121,6 +121,11 @@ class ImageFeatureEmbedder:
             return np.zeros((0, self.dim), np.float32)
         return np.stack([self.features(im) for im in images]).astype(np.float32)
 
+    embeds_text = False
+
+    def embed_text(self, texts: list[str]) -> np.ndarray:
+        raise NotImplementedError(f"{self.model_id} has no text tower: text search over scenes needs CLIP weights")
+
 
 # ----------------------------------------------------------------------------------------
 # OpenCLIP
@@ -133,8 +138,11 @@ class ClipEmbedder:
     is_fallback = False
     reason = ""
 
-    def __init__(self, model, preprocess, model_id: str, device: str):
+    embeds_text = True
+
+    def __init__(self, model, preprocess, model_id: str, device: str, tokenizer=None):
         self.model, self.preprocess, self.model_id, self.device = model, preprocess, model_id, device
+        self.tokenizer = tokenizer
         self.dim = int(getattr(model, "embed_dim", 0) or model.visual.output_dim)
         self.forward_calls = 0
         self.batch_sizes: list[int] = []
@@ -154,6 +162,15 @@ class ClipEmbedder:
             else:
                 feats = self.model.encode_image(batch)
             feats = torch.nn.functional.normalize(feats.float(), dim=-1)
+        return feats.cpu().numpy().astype(np.float32)
+
+    def embed_text(self, texts: list[str]) -> np.ndarray:
+        """Text tower: query vectors in the same space as the keyframe vectors (text -> scene search)."""
+        import torch
+
+        tokens = self.tokenizer(texts).to(self.device)
+        with torch.inference_mode():
+            feats = torch.nn.functional.normalize(self.model.encode_text(tokens).float(), dim=-1)
         return feats.cpu().numpy().astype(np.float32)
 
 
@@ -305,7 +322,7 @@ class ClipResource(ConfigurableResource):
         )
         model.eval()
         log.info("loaded %s on %s in %.1fs", where["model_id"], device, time.perf_counter() - t0)
-        return ClipEmbedder(model, preprocess, where["model_id"], device)
+        return ClipEmbedder(model, preprocess, where["model_id"], device, tokenizer=open_clip.get_tokenizer(arch))
 
     def embedder(self):
         """The loaded embedder (CLIP, or the fallback when the weights are absent), once per process."""
