@@ -306,3 +306,21 @@ def test_packaged_model_assembled_once(model_dir, run):
     assert assemble_packaged_model(model_dir) == folder
     assert {p.name: p.stat().st_mtime_ns for p in folder.iterdir()} == stamp, "a complete model is reused"
     assert not [p for p in folder.parent.iterdir() if p.name.startswith(".")], "no temp folders left"
+
+
+def test_definitions_carry_the_audio_stages():
+    from dagster import AssetKey
+
+    from mediaintel_dagster.definitions import defs
+    from mediaintel_dagster.jobs import GPU_OP_TAGS, GPU_POOL
+
+    ts = defs.resolve_assets_def("transcript_segments")
+    key = AssetKey("transcript_segments")
+    assert ts.code_versions_by_key[key] == "transcripts@1"
+    assert ts.specs_by_key[key].group_name == "audio"
+    assert AssetKey("media") in ts.asset_deps[key]
+    assert ts.op.pool == GPU_POOL and ts.op.tags["mediaintel/device"] == GPU_OP_TAGS["mediaintel/device"]
+    te = defs.resolve_assets_def("text_embeddings")
+    assert key in te.asset_deps[AssetKey("text_embeddings")]
+    assert "all-MiniLM-L6-v2" in te.specs_by_key[AssetKey("text_embeddings")].description
+    assert {"whisper", "text_embedder"} <= set(defs.resources)
