@@ -324,3 +324,29 @@ def test_definitions_carry_the_audio_stages():
     assert key in te.asset_deps[AssetKey("text_embeddings")]
     assert "all-MiniLM-L6-v2" in te.specs_by_key[AssetKey("text_embeddings")].description
     assert {"whisper", "text_embedder"} <= set(defs.resources)
+
+
+def test_embeddings_follow_their_text_stage(lake):
+    """From the audit trail: embed once the transcript is written, again after it is rewritten;
+    wait while it is missing (quarantined, or its stage has not run)."""
+    from mediaintel_dagster.assets.text_embeddings import TEXT_EMBEDDINGS_CODE_VERSION, _todo
+
+    model = "m@1"
+
+    def log(asset, mid, **kw):
+        entry = {"asset": asset, "media_id": mid, "status": "written", "rows": 1,
+                 "code_version": TEXT_EMBEDDINGS_CODE_VERSION if asset == "text_embeddings" else "transcripts@1",
+                 "model_id": model if asset == "text_embeddings" else "w", **kw}
+        lake.audit([entry])
+        time.sleep(0.002)  # distinct audit timestamps
+
+    log("transcript_segments", "a")
+    log("transcript_segments", "b")
+    assert _todo(lake, ["a", "b", "c"], model, force=False) == (["a", "b"], ["c"], [])
+    log("text_embeddings", "a")
+    log("text_embeddings", "b")
+    assert _todo(lake, ["a", "b", "c"], model, force=False) == ([], ["c"], ["a", "b"])
+    assert _todo(lake, ["a", "b"], "other-model@2", force=False)[0] == ["a", "b"]
+    assert _todo(lake, ["a", "b"], model, force=True)[0] == ["a", "b"]
+    log("transcript_segments", "b")  # re-transcribed (forced, or a new Whisper model)
+    assert _todo(lake, ["a", "b"], model, force=False) == (["b"], [], ["a"])

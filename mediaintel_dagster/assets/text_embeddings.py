@@ -95,7 +95,7 @@ def text_embeddings(context: AssetExecutionContext, config: TextEmbeddingsConfig
         lake.audit([audit_entry(context, ASSET, TABLE, mid, code_version=TEXT_EMBEDDINGS_CODE_VERSION, rows=count,
                                 delta_version=version, model_id=model_id) for mid, count in sorted(per_media.items())])
     return MaterializeResult(metadata=stage_metadata(
-        window_media_count=len(ids), processed=len(todo), skipped_done=len(done), failed=0, rows=len(rows),
+        window_media_count=len(ids), processed=len(todo), skipped_done=len(done), failed=0, rows=rows.num_rows,
         media_seconds=0.0, wall_seconds=clock.seconds,
         delta_version=version if version is not None else lake.version(TABLE), model_id=model_id,
         media_waiting_for_text=len(waiting), texts_per_second=round(rows.num_rows / clock.seconds, 1),
