@@ -13,6 +13,8 @@ import os
 
 from dagster import AssetSelection, ExecutorDefinition, define_asset_job, in_process_executor, multiprocess_executor
 
+from .monitoring.logs import RUN_CONFIG_LOGGERS
+
 # Dagster concurrency pool of GPU steps: limit it in dagster.yaml (concurrency.pools) to the
 # number of GPUs so that steps queue for a GPU instead of fighting over its memory.
 GPU_POOL = "gpu"
@@ -47,4 +49,6 @@ ingest_job = define_asset_job(
     "ingest_job",
     selection=AssetSelection.all(),
     description="Every stage for one arrival window (date x shard): what the inbox sensor requests.",
+    # Names the console logger so MEDIAINTEL_LOG_FORMAT=json takes effect (monitoring/logs.py).
+    config=RUN_CONFIG_LOGGERS,
 )

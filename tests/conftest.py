@@ -88,3 +88,10 @@ def run_cli(*args: str, timeout: int = 300) -> subprocess.CompletedProcess:
         [str(VENV_BIN / "mediaintel"), *args], capture_output=True, text=True,
         timeout=timeout, cwd=REPO,
     )
+
+
+def window_of(path: os.PathLike) -> str:
+    """The arrival window (partition key) of a file, as the inbox sensor computes it."""
+    from mediaintel_dagster.resources.inbox import stat_file
+
+    return str(stat_file(str(path)).partition_key())

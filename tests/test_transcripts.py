@@ -316,7 +316,7 @@ def test_definitions_carry_the_audio_stages():
 
     ts = defs.resolve_assets_def("transcript_segments")
     key = AssetKey("transcript_segments")
-    assert ts.code_versions_by_key[key] == "transcripts@1"
+    assert ts.code_versions_by_key[key] == "transcripts@1|faster-whisper/base@int8"  # model-aware
     assert ts.specs_by_key[key].group_name == "audio"
     assert AssetKey("media") in ts.asset_deps[key]
     assert ts.op.pool == GPU_POOL and ts.op.tags["mediaintel/device"] == GPU_OP_TAGS["mediaintel/device"]

@@ -9,11 +9,13 @@ stage's table -> ``audit_entry`` rows -> ``stage_metadata`` for the UI.
 
 from __future__ import annotations
 
+import hashlib
+import resource
 import time
 from collections.abc import Iterable
 
 import pyarrow.dataset as pads
-from dagster import AssetExecutionContext
+from dagster import AssetExecutionContext, DataVersion
 
 from ..resources.lakehouse import LakehouseResource
 
@@ -78,8 +80,16 @@ def done_media(lake: LakehouseResource, asset: str, media_ids: Iterable[str], *,
 
 def stage_metadata(*, window_media_count: int, processed: int, skipped_done: int, failed: int,
                    rows: int, media_seconds: float, wall_seconds: float, delta_version: int | None,
-                   model_id: str | None = None, **extra) -> dict:
-    """The per-run numbers every stage reports; the UI plots them across runs."""
+                   model_id: str | None = None, cpu_seconds: float | None = None,
+                   gpu_seconds: float | None = None, asset: str | None = None, partition: str | None = None,
+                   **extra) -> dict:
+    """The per-run numbers every stage reports; the UI plots them across runs.
+
+    ``cpu_seconds`` (``Stopwatch.cpu_seconds``) and ``gpu_seconds`` (the step's time on a
+    GPU) give the cost per processed media-minute. With ``asset`` (and ``partition``) the
+    numbers also go to the metrics exporter when one is configured (MEDIAINTEL_METRICS,
+    docs/trust.md).
+    """
     meta = {
         "media_in_window": window_media_count,
         "media_processed": processed,
@@ -93,14 +103,92 @@ def stage_metadata(*, window_media_count: int, processed: int, skipped_done: int
     }
     if model_id is not None:
         meta["model_id"] = model_id
+    media_minutes = media_seconds / 60.0
+    if cpu_seconds is not None:
+        meta["cpu_seconds"] = round(cpu_seconds, 3)
+        meta["cpu_seconds_per_media_minute"] = round(cpu_seconds / media_minutes, 3) if media_minutes > 0 else None
+    if gpu_seconds is not None:
+        meta["gpu_seconds"] = round(gpu_seconds, 3)
+        meta["gpu_seconds_per_media_minute"] = round(gpu_seconds / media_minutes, 3) if media_minutes > 0 else None
     meta.update(extra)
-    return {k: v for k, v in meta.items() if v is not None}
+    meta = {k: v for k, v in meta.items() if v is not None}
+    if asset is not None:
+        from ..monitoring.metrics import record_stage
+
+        record_stage(asset, partition, meta)
+    return meta
+
+
+def model_code_version(code_version: str, model_id: str | None) -> str:
+    """The Dagster code_version of a model stage: its code version and the model it runs.
+
+    ``build_defs`` sets it from the configured model resource (``with_model_version``), so
+    changing the model (a config change, no code edit) marks the stage and everything
+    downstream stale in the UI, exactly like a code change. The audit trail keeps the two
+    apart (code_version and model_id columns); this joins them only for Dagster.
+    """
+    return f"{code_version}|{model_id}" if model_id else code_version
+
+
+def stage_data_version(code_version: str, model_id: str | None, keys: Iterable[str]) -> DataVersion:
+    """The data version a stage reports for a window: its code version, its model and the
+    window's content (media_ids are content hashes; pass source_uris for location tables).
+
+    Rows are a function of (bytes, code, model), so this changes exactly when what the
+    window holds changes: a rerun with the same model keeps downstream fresh, a new model
+    or a new file in the window marks the assets downstream stale for that partition.
+    """
+    h = hashlib.sha256(f"{code_version}\x00{model_id or ''}".encode())
+    for k in sorted(set(keys)):
+        h.update(b"\x00" + str(k).encode())
+    return DataVersion(h.hexdigest()[:20])
+
+
+def with_model_version(assets_def, model_id: str | None):
+    """``assets_def`` with every asset's code_version joined with ``model_id``
+    (``model_code_version``); unchanged when there is no model_id."""
+    if not model_id:
+        return assets_def
+    return assets_def.map_asset_specs(
+        lambda spec: spec.replace_attributes(code_version=model_code_version(spec.code_version or "", model_id))
+    )
 
 
 class Stopwatch:
+    """Wall and CPU time since creation. CPU time is this process's (all threads, so the
+    model libraries' worker threads count) plus finished child processes'; with the
+    in-process executor, steps running at the same time share the count."""
+
     def __init__(self):
         self.start = time.perf_counter()
+        self.cpu_start = _cpu_now()
 
     @property
     def seconds(self) -> float:
         return time.perf_counter() - self.start
+
+    @property
+    def cpu_seconds(self) -> float:
+        return _cpu_now() - self.cpu_start
+
+
+def _cpu_now() -> float:
+    children = resource.getrusage(resource.RUSAGE_CHILDREN)
+    return time.process_time() + children.ru_utime + children.ru_stime
+
+
+# A model stage names, in its AssetSpec metadata, the resource key of its model resource;
+# ``apply_model_versions`` (called by build_defs) reads that resource's ``model_id``.
+MODEL_RESOURCE_KEY = "mediaintel/model_resource"
+
+
+def apply_model_versions(assets_def, resources: dict):
+    """``with_model_version`` for a stage whose specs name a model resource that has a
+    ``model_id`` (attribute or property); other assets are returned unchanged."""
+    specs = getattr(assets_def, "specs", [])
+    keys = {(spec.metadata or {}).get(MODEL_RESOURCE_KEY) for spec in specs} - {None}
+    if len(keys) != 1:
+        return assets_def
+    res = resources.get(next(iter(keys)))
+    model_id = getattr(res, "model_id", None)
+    return with_model_version(assets_def, model_id if isinstance(model_id, str) else None)

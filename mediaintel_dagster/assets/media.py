@@ -19,7 +19,8 @@ from ..resources import InboxFile, LakehouseResource, LocalInboxResource
 from ..resources.inbox import stat_file
 from ..resources.lakehouse import utcnow
 from .stage_config import StageConfig
-from .common import Stopwatch, audit_entry, quarantine_row
+from ..monitoring.metrics import record_stage
+from .common import Stopwatch, audit_entry, quarantine_row, stage_data_version, window_media
 
 # Bump when what this stage writes changes: media done with an older version are redone.
 MEDIA_CODE_VERSION = "media@1"
@@ -192,20 +193,33 @@ def media_assets(context: AssetExecutionContext, config: MediaConfig, lake: Lake
         "quarantined_by_type": MetadataValue.json(dict(by_type)),
         "wall_seconds": round(wall, 3),
     }
-    yield MaterializeResult(
-        asset_key="media",
-        metadata={
-            **common,
-            "new_media": len(media_rows),
-            "already_done_media": stats["already_done_media"],
-            "media_seconds": round(stats["media_seconds"], 3),
-            "media_seconds_per_wall_second": round(stats["media_seconds"] / wall, 2) if wall else 0.0,
-            "bytes_hashed": stats["bytes_hashed"],
-            "delta_version": media_version if media_version is not None else lake.version("media"),
-        },
-    )
+    cpu = clock.cpu_seconds
+    media_minutes = stats["media_seconds"] / 60.0
+    backlog = context.run.tags.get("mediaintel/inbox_backlog")
+    media_meta = {
+        **common,
+        "new_media": len(media_rows),
+        "already_done_media": stats["already_done_media"],
+        "media_seconds": round(stats["media_seconds"], 3),
+        "media_seconds_per_wall_second": round(stats["media_seconds"] / wall, 2) if wall else 0.0,
+        "bytes_hashed": stats["bytes_hashed"],
+        "delta_version": media_version if media_version is not None else lake.version("media"),
+        "cpu_seconds": round(cpu, 3),
+        "cpu_seconds_per_media_minute": round(cpu / media_minutes, 3) if media_minutes > 0 else 0.0,
+    }
+    if backlog is not None:  # runs the inbox sensor requested
+        media_meta["inbox_backlog"] = int(backlog)
+    record_stage("media", partition, media_meta)
+    # Data versions from the window's content, so a new file in a window (and only that)
+    # marks this partition of the stages downstream stale in the UI.
+    window_ids = [r["media_id"] for r in window_media(lake, partition, columns=["media_id"])]
+    window_uris = lake.read("media_sources", columns=["source_uri"],
+                            filter=pads.field("arrival_partition") == str(partition)).column("source_uri").to_pylist()
+    yield MaterializeResult(asset_key="media", metadata=media_meta,
+                            data_version=stage_data_version(MEDIA_CODE_VERSION, None, window_ids))
     yield MaterializeResult(
         asset_key="media_sources",
+        data_version=stage_data_version(MEDIA_CODE_VERSION, None, window_uris),
         metadata={
             **common,
             "sources_written": len(source_rows),

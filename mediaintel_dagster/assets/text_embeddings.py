@@ -12,7 +12,7 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 from ..partitions import arrival_partitions
 from ..resources import LakehouseResource
 from ..resources.text_embedder import TextEmbedderResource
-from .common import Stopwatch, audit_entry, stage_metadata, window_media
+from .common import MODEL_RESOURCE_KEY, Stopwatch, audit_entry, stage_metadata, window_media
 from .stage_config import StageConfig
 
 TEXT_EMBEDDINGS_CODE_VERSION = "text_embeddings@1"
@@ -55,6 +55,7 @@ class TextEmbeddingsConfig(StageConfig):
     code_version=TEXT_EMBEDDINGS_CODE_VERSION,
     group_name="audio",
     kinds={"delta", "python"},
+    metadata={MODEL_RESOURCE_KEY: "text_embedder"},
 )
 def text_embeddings(context: AssetExecutionContext, config: TextEmbeddingsConfig, lake: LakehouseResource,
                     text_embedder: TextEmbedderResource) -> MaterializeResult:
@@ -98,6 +99,7 @@ def text_embeddings(context: AssetExecutionContext, config: TextEmbeddingsConfig
         window_media_count=len(ids), processed=len(todo), skipped_done=len(done), failed=0, rows=rows.num_rows,
         media_seconds=0.0, wall_seconds=clock.seconds,
         delta_version=version if version is not None else lake.version(TABLE), model_id=model_id,
+        cpu_seconds=clock.cpu_seconds, asset=ASSET, partition=partition,
         media_waiting_for_text=len(waiting), texts_per_second=round(rows.num_rows / clock.seconds, 1),
         item_kinds=MetadataValue.json(sorted({s.item_kind for s in TEXT_SOURCES})),
     ))

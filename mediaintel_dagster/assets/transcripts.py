@@ -12,7 +12,9 @@ from ..partitions import arrival_partitions
 from ..probe import MediaError
 from ..resources import LakehouseResource
 from ..resources.whisper import WhisperResource
-from .common import Stopwatch, audit_entry, done_media, quarantine_row, stage_metadata, window_media
+from .common import (
+    MODEL_RESOURCE_KEY, Stopwatch, audit_entry, done_media, quarantine_row, stage_metadata, window_media,
+)
 from .stage_config import StageConfig
 
 # Bump when what this stage writes changes: media done with an older version are redone.
@@ -35,6 +37,7 @@ class TranscriptsConfig(StageConfig):
     kinds={"delta", "python"},
     pool=GPU_POOL,
     op_tags=GPU_OP_TAGS,
+    metadata={MODEL_RESOURCE_KEY: "whisper"},  # a Whisper model change marks this stage stale
 )
 def transcript_segments(context: AssetExecutionContext, config: TranscriptsConfig, lake: LakehouseResource,
                         whisper: WhisperResource) -> MaterializeResult:
@@ -120,6 +123,7 @@ def transcript_segments(context: AssetExecutionContext, config: TranscriptsConfi
         window_media_count=len(media), processed=len(written), skipped_done=len(done), failed=len(bad),
         rows=len(rows), media_seconds=audio_seconds, wall_seconds=clock.seconds,
         delta_version=version if version is not None else lake.version(TABLE), model_id=model_id,
+        cpu_seconds=clock.cpu_seconds, asset=ASSET, partition=partition,
         media_without_audio=stats["no_audio"],
         segments_dropped=MetadataValue.json(dropped), segments_flagged=MetadataValue.json(flagged),
         languages=MetadataValue.json(dict(languages)),

@@ -74,6 +74,12 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("keyframe_uri", pa.string()),
             ("phash", pa.string()),
             ("code_version", pa.string()),
+            ("start_frame", pa.int64()),  # index of the shot's first decoded frame
+            ("frame_count", pa.int64()),  # decoded frames in the shot
+            ("keyframe_width", pa.int32()),  # keyframe JPEG size, upright
+            ("keyframe_height", pa.int32()),
+            ("cut_score", pa.float64()),  # detector score of the cut that starts the shot (0 for the first)
+            ("detector", pa.string()),  # detector and its settings
         ]
     ),
     "transcript_segments": pa.schema(
@@ -102,9 +108,12 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("media_id", pa.string()),
             ("scene_index", pa.int32()),
             ("line_index", pa.int32()),
-            ("text", pa.string()),
+            ("text", pa.string()),  # spaces between words restored (see resources/ocr.py)
             ("confidence", pa.float64()),
             ("model_id", pa.string()),
+            ("raw_text", pa.string()),  # as the recogniser read it
+            ("box", pa.list_(pa.float32())),  # x0, y0, x1, y1, x2, y2, x3, y3 in keyframe pixels
+            ("keyframe_s", pa.float64()),
         ]
     ),
     "embeddings": pa.schema(

@@ -9,6 +9,7 @@ from collections import defaultdict
 from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
 
 from ..jobs import ingest_job
+from ..monitoring.metrics import record_backlog
 from ..resources import LocalInboxResource
 
 # A tick requests at most this many files' windows; the rest wait for the next tick, so
@@ -53,6 +54,12 @@ def inbox_sensor(context: SensorEvaluationContext, inbox: LocalInboxResource):
     deferred = new[MAX_FILES_PER_TICK:]
     new = new[:MAX_FILES_PER_TICK]
 
+    # Backlog: files seen but not requested yet (still being written, or past this tick's
+    # cap). Run tags carry it into the `media` metadata (plotted in the UI); the metrics
+    # exporter gets it as a gauge.
+    backlog = len(waiting) + len(deferred)
+    record_backlog(backlog)
+
     by_window = defaultdict(list)
     for f in new:
         by_window[f.partition_key()].append(f)
@@ -64,7 +71,8 @@ def inbox_sensor(context: SensorEvaluationContext, inbox: LocalInboxResource):
             RunRequest(
                 run_key=f"inbox:{key}:{digest}",
                 partition_key=key,
-                tags={"mediaintel/trigger": "inbox_sensor", "mediaintel/new_files": str(len(sigs))},
+                tags={"mediaintel/trigger": "inbox_sensor", "mediaintel/new_files": str(len(sigs)),
+                      "mediaintel/inbox_backlog": str(backlog)},
             )
         )
 

@@ -1,0 +1,138 @@
+"""OCR stage: the text lines on every scene keyframe of the window's media -> `ocr_text`."""
+
+import statistics
+from collections import Counter
+
+from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+
+from ..partitions import arrival_partitions
+from ..resources.lakehouse import LakehouseResource
+from ..resources.ocr import OcrResource
+from .common import Stopwatch, audit_entry, done_media, quarantine_row, stage_metadata, window_media
+from .keyframes import KeyframeError, open_keyframe_bgr, open_quarantine, scenes_by_media, split_work
+from .stage_config import StageConfig
+
+# Bump when what this stage writes changes (the word-space rule included): media done
+# with an older version are redone.
+OCR_CODE_VERSION = "ocr_text@1"
+STAGE = "ocr_text"
+
+
+class OcrConfig(StageConfig):
+    """``force``: read every keyframe of the window again, even media already done."""
+
+
+@asset(
+    name="ocr_text",
+    deps=["scenes"],
+    partitions_def=arrival_partitions,
+    code_version=OCR_CODE_VERSION,
+    group_name="visual",
+    kinds={"delta", "python"},
+)
+def ocr_text(context: AssetExecutionContext, config: OcrConfig, lake: LakehouseResource,
+             ocr: OcrResource) -> MaterializeResult:
+    """One row per text line read on a scene keyframe (Delta table `ocr_text`): media_id,
+    scene_index, line_index (top to bottom), text (with the spaces between words restored),
+    raw_text (as the recogniser read it), confidence (0-1), box (4 corner points x0,y0..x3,y3
+    in keyframe pixels), keyframe_s and model_id (RapidOCR PP-OCRv4 on ONNX Runtime).
+
+    Reads the window's `scenes` rows and their keyframe JPEGs. A keyframe that is missing
+    or not decodable gets a `quarantine` row and its media is retried on the next run;
+    media already read with this code version and model are skipped.
+    """
+    clock = Stopwatch()
+    model_id = ocr.model_id
+    media = window_media(lake, context.partition_key, columns=["media_id", "kind", "has_video", "duration_s"])
+    ids = [m["media_id"] for m in media]
+    done = set() if config.force else done_media(lake, STAGE, ids, code_version=OCR_CODE_VERSION,
+                                                 model_id=model_id)
+    done -= open_quarantine(lake, STAGE, sorted(done))
+    todo = [m for m in media if m["media_id"] not in done]
+    scenes = scenes_by_media(lake, [m["media_id"] for m in todo])
+    work, empty, waiting = split_work(todo, scenes)
+    if waiting:
+        context.log.info(f"{len(waiting)} media have no scenes rows yet; left for a later run: {waiting}")
+
+    rows: list[dict] = []
+    bad: list[dict] = []
+    ok_uris: list[str] = []
+    per_media = Counter()
+    failed_media: set[str] = set()
+    keyframes = 0
+    ocr_seconds = 0.0
+    for n, m in enumerate(work, 1):
+        mid = m["media_id"]
+        for scene in scenes[mid]:
+            uri = scene["keyframe_uri"]
+            try:
+                image = open_keyframe_bgr(uri)
+                t = Stopwatch()
+                lines = ocr.read(image)
+                ocr_seconds += t.seconds
+            except KeyframeError as err:
+                bad.append(_quarantine(context, uri, mid, err.error_type, err.message))
+                failed_media.add(mid)
+                context.log.warning(f"quarantined keyframe {uri} of {mid}: {err.message}")
+                continue
+            except Exception as exc:  # an engine error on one image must not stop the run
+                bad.append(_quarantine(context, uri, mid, "ocr_failed", f"{type(exc).__name__}: {exc}"))
+                failed_media.add(mid)
+                context.log.warning(f"quarantined keyframe {uri} of {mid}: OCR failed: {exc}")
+                continue
+            keyframes += 1
+            ok_uris.append(uri)
+            for i, line in enumerate(lines):
+                rows.append({
+                    "media_id": mid, "scene_index": scene["scene_index"], "line_index": i,
+                    "text": line.text, "raw_text": line.raw_text, "confidence": line.confidence,
+                    "box": line.box, "keyframe_s": scene["keyframe_s"], "model_id": model_id,
+                })
+                per_media[mid] += 1
+        context.log.info(f"[{n}/{len(work)}] {mid}: {len(scenes[mid])} keyframe(s), {per_media[mid]} line(s)")
+
+    written = [m["media_id"] for m in work] + empty
+    version = None
+    if written:
+        version = lake.replace("ocr_text", rows, keys=[(mid,) for mid in written])
+    audit = [
+        audit_entry(context, STAGE, "ocr_text", mid, code_version=OCR_CODE_VERSION, rows=per_media[mid],
+                    delta_version=version, model_id=model_id,
+                    # a media with a quarantined keyframe is not done: the next run retries it
+                    status="partial" if mid in failed_media else "written")
+        for mid in written
+    ]
+    if bad:
+        qversion = lake.quarantine(bad)
+        audit += [audit_entry(context, STAGE, "quarantine", r["media_id"], code_version=OCR_CODE_VERSION, rows=1,
+                              delta_version=qversion, status="quarantined", model_id=model_id,
+                              source_uri=r["source_uri"]) for r in bad]
+    lake.clear_quarantine(STAGE, ok_uris)
+    lake.audit(audit)
+
+    wall = clock.seconds
+    confidences = [r["confidence"] for r in rows]
+    by_media = {m["media_id"]: m for m in media}
+    return MaterializeResult(metadata=stage_metadata(
+        window_media_count=len(media), processed=len(written), skipped_done=len(done), failed=len(failed_media),
+        rows=len(rows), media_seconds=sum(by_media[mid].get("duration_s") or 0.0 for mid in written),
+        wall_seconds=wall, delta_version=version if version is not None else lake.version("ocr_text"),
+        model_id=model_id,
+        keyframes=keyframes,
+        keyframes_per_second=round(keyframes / ocr_seconds, 2) if ocr_seconds > 0 else 0.0,
+        lines_found=len(rows),
+        mean_confidence=round(statistics.fmean(confidences), 4) if confidences else None,
+        spaces_restored=sum(r["text"].count(" ") - r["raw_text"].count(" ") for r in rows),
+        keyframes_quarantined=len(bad),
+        quarantined_by_type=MetadataValue.json(dict(Counter(r["error_type"] for r in bad))),
+        media_waiting_for_scenes=len(waiting),
+        sample_lines=MetadataValue.json([r["text"] for r in rows[:10]]),
+    ))
+
+
+def _quarantine(context, uri: str, media_id: str, error_type: str, message: str) -> dict:
+    return quarantine_row(context, STAGE, source_uri=uri, error_type=error_type, message=message,
+                          code_version=OCR_CODE_VERSION, media_id=media_id)
+
+
+__all__ = ["OCR_CODE_VERSION", "OcrConfig", "ocr_text"]

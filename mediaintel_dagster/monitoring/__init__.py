@@ -1,0 +1,1 @@
+"""Monitoring: metrics export (``metrics``) and structured logs (``logs``). docs/trust.md."""
