@@ -9,6 +9,7 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
+from ..checks.factory import ROWS_KEY, TABLE_KEY
 from ..partitions import arrival_partitions
 from ..resources import LakehouseResource
 from ..resources.text_embedder import TextEmbedderResource
@@ -55,7 +56,9 @@ class TextEmbeddingsConfig(StageConfig):
     code_version=TEXT_EMBEDDINGS_CODE_VERSION,
     group_name="audio",
     kinds={"delta", "python"},
-    metadata={MODEL_RESOURCE_KEY: "text_embedder"},
+    # The embeddings contract check covers this stage's share of the shared table only.
+    metadata={MODEL_RESOURCE_KEY: "text_embedder", TABLE_KEY: TABLE,
+              ROWS_KEY: {"item_kind": sorted({s.item_kind for s in TEXT_SOURCES})}},
 )
 def text_embeddings(context: AssetExecutionContext, config: TextEmbeddingsConfig, lake: LakehouseResource,
                     text_embedder: TextEmbedderResource) -> MaterializeResult:
@@ -99,7 +102,7 @@ def text_embeddings(context: AssetExecutionContext, config: TextEmbeddingsConfig
         window_media_count=len(ids), processed=len(todo), skipped_done=len(done), failed=0, rows=rows.num_rows,
         media_seconds=0.0, wall_seconds=clock.seconds,
         delta_version=version if version is not None else lake.version(TABLE), model_id=model_id,
-        cpu_seconds=clock.cpu_seconds, asset=ASSET, partition=partition,
+        cpu_seconds=clock.cpu_seconds,
         media_waiting_for_text=len(waiting), texts_per_second=round(rows.num_rows / clock.seconds, 1),
         item_kinds=MetadataValue.json(sorted({s.item_kind for s in TEXT_SOURCES})),
     ))

@@ -123,7 +123,7 @@ def transcript_segments(context: AssetExecutionContext, config: TranscriptsConfi
         window_media_count=len(media), processed=len(written), skipped_done=len(done), failed=len(bad),
         rows=len(rows), media_seconds=audio_seconds, wall_seconds=clock.seconds,
         delta_version=version if version is not None else lake.version(TABLE), model_id=model_id,
-        cpu_seconds=clock.cpu_seconds, asset=ASSET, partition=partition,
+        cpu_seconds=clock.cpu_seconds,
         media_without_audio=stats["no_audio"],
         segments_dropped=MetadataValue.json(dropped), segments_flagged=MetadataValue.json(flagged),
         languages=MetadataValue.json(dict(languages)),
