@@ -324,6 +324,10 @@ def test_definitions_carry_the_audio_stages():
     assert key in te.asset_deps[AssetKey("text_embeddings")]
     assert "all-MiniLM-L6-v2" in te.specs_by_key[AssetKey("text_embeddings")].description
     assert {"whisper", "text_embedder"} <= set(defs.resources)
+    # the blocking contract checks cover both tables (text_embeddings: its share of embeddings)
+    checks = {(k.asset_key.to_user_string(), k.name) for c in defs.asset_checks or [] for k in c.check_keys}
+    assert {("transcript_segments", "check_transcript_segments_contract"),
+            ("text_embeddings", "check_embeddings_contract")} <= checks
 
 
 def test_embeddings_follow_their_text_stage(lake):

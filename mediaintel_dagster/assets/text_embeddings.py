@@ -9,7 +9,6 @@ import pyarrow as pa
 import pyarrow.dataset as pads
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
-from ..checks.factory import ROWS_KEY, TABLE_KEY
 from ..partitions import arrival_partitions
 from ..resources import LakehouseResource
 from ..resources.text_embedder import TextEmbedderResource
@@ -17,6 +16,8 @@ from .common import MODEL_RESOURCE_KEY, Stopwatch, audit_entry, stage_metadata, 
 from .stage_config import StageConfig
 
 TEXT_EMBEDDINGS_CODE_VERSION = "text_embeddings@1"
+# checks.factory's TABLE_KEY / ROWS_KEY, spelled out: checks.factory imports the assets package.
+_TABLE_KEY, _ROWS_KEY = "mediaintel/table", "mediaintel/check_rows"
 ASSET = "text_embeddings"
 TABLE = "embeddings"
 
@@ -57,8 +58,8 @@ class TextEmbeddingsConfig(StageConfig):
     group_name="audio",
     kinds={"delta", "python"},
     # The embeddings contract check covers this stage's share of the shared table only.
-    metadata={MODEL_RESOURCE_KEY: "text_embedder", TABLE_KEY: TABLE,
-              ROWS_KEY: {"item_kind": sorted({s.item_kind for s in TEXT_SOURCES})}},
+    metadata={MODEL_RESOURCE_KEY: "text_embedder", _TABLE_KEY: TABLE,
+              _ROWS_KEY: {"item_kind": sorted({s.item_kind for s in TEXT_SOURCES})}},
 )
 def text_embeddings(context: AssetExecutionContext, config: TextEmbeddingsConfig, lake: LakehouseResource,
                     text_embedder: TextEmbedderResource) -> MaterializeResult:
