@@ -84,18 +84,16 @@ def _child(args: list[str]) -> dict:
 
 
 # ---- the child processes -------------------------------------------------------------------
-def child_direct(file: str, home: str) -> dict:
+def child_direct(file: str, settings: str) -> dict:
+    # Only faster-whisper is imported here (no Dagster, no torch): the direct path's own memory.
     from faster_whisper import WhisperModel
 
-    from ..resources.whisper import WhisperResource
-
-    os.environ["MEDIAINTEL_HOME"] = home
-    w = WhisperResource()
-    model = WhisperModel(w.model_path(), device=w.resolved_device(), compute_type=w.resolved_compute_type(),
-                         cpu_threads=w.cpu_threads)
+    cfg = json.loads(settings)
+    model = WhisperModel(cfg["model_path"], device=cfg["device"], compute_type=cfg["compute_type"],
+                         cpu_threads=cfg["cpu_threads"])
     loaded = current_rss_mb()
     t0 = time.perf_counter()
-    segments, info = model.transcribe(file, **w.transcribe_options())
+    segments, info = model.transcribe(file, **cfg["options"])
     segs = list(segments)
     wall = time.perf_counter() - t0
     return {"wall_s": wall, "audio_s": info.duration, "segments": len(segs), "rss_after_load_mb": loaded,
@@ -174,13 +172,15 @@ def main(argv: list[str] | None = None) -> None:
         if not file:
             file = str(make_speech_loop(tmp / f"speech_{a.minutes:g}min.m4a", a.minutes))
         w = WhisperResource()
-        w.model_path()  # assemble once, outside the timings
+        settings = json.dumps({"model_path": w.model_path(),  # assembled once, outside the timings
+                               "device": w.resolved_device(), "compute_type": w.resolved_compute_type(),
+                               "cpu_threads": w.cpu_threads, "options": w.transcribe_options()})
         print(f"file: {file}\nmodel: {w.model_id} device={w.resolved_device()} cpu_threads={w.cpu_threads} "
               f"options: {w.transcribe_options()}")
         runs: dict[str, list[dict]] = {"direct": [], "stage": []}
         for i in range(a.repeats):
             for kind in ("direct", "stage"):  # interleaved, so machine load hits both alike
-                r = _child([kind, file, str(tmp / f"home-{kind}-{i}")])
+                r = _child([kind, file, settings if kind == "direct" else str(tmp / f"home-{kind}-{i}")])
                 runs[kind].append(r)
                 print(f"  {kind:6s} run {i + 1}: {r['wall_s']:.2f} s wall for {r['audio_s']:.1f} s audio, "
                       f"{r['segments']} segments, peak RSS {r['peak_rss_mb']:.0f} MB")
