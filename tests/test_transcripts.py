@@ -354,3 +354,25 @@ def test_embeddings_follow_their_text_stage(lake):
     assert _todo(lake, ["a", "b"], model, force=True)[0] == ["a", "b"]
     log("transcript_segments", "b")  # re-transcribed (forced, or a new Whisper model)
     assert _todo(lake, ["a", "b"], model, force=False) == (["b"], [], ["a"])
+
+
+def test_decode_audio_one_buffer(tmp_path):
+    """16 kHz mono float32 from any source rate/codec; the buffer grows when the duration
+    estimate was short; no audio stream / not media are clear MediaErrors."""
+    from mediaintel_dagster.audio import decode_audio
+    from mediaintel_dagster.probe import MediaError
+
+    src = make_audio(tmp_path / "a.mp3", "one two three", sample_rate=44100, silence_s=0.3)
+    full = decode_audio(src)
+    assert full.dtype == np.float32 and full.ndim == 1 and 1.0 < full.size / 16000 < 4.0
+    assert np.abs(full).max() > 0.05
+    grown = decode_audio(src, expected_s=0.05)
+    assert grown.size == full.size and np.array_equal(grown, full)
+    make_video(tmp_path / "silent.mkv", [Shot(0.5, None, style="solid")], size=(64, 64))
+    with pytest.raises(MediaError) as err:
+        decode_audio(tmp_path / "silent.mkv")
+    assert err.value.error_type == "no_audio"
+    (tmp_path / "junk.m4a").write_bytes(os.urandom(2048))
+    with pytest.raises(MediaError) as err:
+        decode_audio(tmp_path / "junk.m4a")
+    assert err.value.error_type == "corrupt"
