@@ -173,10 +173,13 @@ class WhisperResource(ConfigurableResource):
         return self.model
 
     # ---- the model -----------------------------------------------------------------
+    def load_key(self) -> tuple:
+        """What identifies a loaded model: decoding options (beam, VAD, language) are not part of it."""
+        return ("whisper", self.model, self.model_dir, self.resolved_device(), self.resolved_compute_type(),
+                self.cpu_threads)
+
     def load(self):
-        key = ("whisper", self.model, self.model_dir, self.resolved_device(), self.resolved_compute_type(),
-               self.cpu_threads)
-        return load_once(key, self._build)
+        return load_once(self.load_key(), self._build)
 
     def _build(self):
         from faster_whisper import WhisperModel
