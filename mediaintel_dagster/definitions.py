@@ -8,23 +8,28 @@ from __future__ import annotations
 
 from dagster import Definitions
 
-from .assets import media_assets, ocr_text, scene_embeddings, scenes
+from .assets import media_assets, ocr_text, scene_embeddings, scenes, text_embeddings, transcript_segments
 from .assets.common import apply_model_versions
 from .checks import build_checks
 from .jobs import executor_from_env, ingest_job
 from .monitoring.logs import dagster_loggers
-from .resources import ClipResource, LakehouseResource, LocalInboxResource, ObjectStoreResource, OcrResource
+from .resources import (
+    ClipResource, LakehouseResource, LocalInboxResource, ObjectStoreResource, OcrResource, TextEmbedderResource,
+    WhisperResource,
+)
 from .sensors import inbox_sensor
 
 
 def build_defs(resources: dict | None = None) -> Definitions:
     """Definitions with the default resources, or the given ones (tests, the CLI)."""
     default = {"lake": LakehouseResource(), "inbox": LocalInboxResource(), "objects": ObjectStoreResource(),
-               "ocr": OcrResource(), "clip": ClipResource()}
+               "ocr": OcrResource(), "clip": ClipResource(), "whisper": WhisperResource(),
+               "text_embedder": TextEmbedderResource()}
     resources = {**default, **(resources or {})}
     # A model stage's code_version carries its configured model_id: a model change shows
     # the stage and its downstream stale in the UI (docs/trust.md, "Lineage").
-    assets = [apply_model_versions(a, resources) for a in [media_assets, scenes, ocr_text, scene_embeddings]]
+    assets = [apply_model_versions(a, resources) for a in [media_assets, scenes, ocr_text, scene_embeddings,
+                                                                transcript_segments, text_embeddings]]
     return Definitions(
         assets=assets,
         # Contract checks (blocking) and drift checks (WARN) for every table-writing asset.

@@ -14,11 +14,18 @@ REPO = Path(__file__).resolve().parents[1]
 VENV_BIN = Path(sys.executable).parent
 
 
+@pytest.fixture(scope="session")
+def models_dir(tmp_path_factory) -> Path:
+    """Model folders assembled from pip packages (Whisper base), shared by every test's home."""
+    return tmp_path_factory.mktemp("models")
+
+
 @pytest.fixture
-def home(tmp_path, monkeypatch) -> Path:
+def home(tmp_path, monkeypatch, models_dir) -> Path:
     """A fresh MEDIAINTEL_HOME with its lake, inbox and Dagster instance folders."""
     h = tmp_path / "mi"
     (h / "inbox").mkdir(parents=True)
+    monkeypatch.setenv("MEDIAINTEL_MODELS", str(models_dir))
     monkeypatch.setenv("MEDIAINTEL_HOME", str(h))
     monkeypatch.setenv("MEDIAINTEL_LAKE", str(h / "lake"))
     monkeypatch.setenv("MEDIAINTEL_INBOX", str(h / "inbox"))

@@ -92,6 +92,15 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("language", pa.string()),
             ("avg_logprob", pa.float64()),
             ("model_id", pa.string()),
+            ("language_probability", pa.float64()),  # of the media's detected language
+            ("no_speech_prob", pa.float64()),
+            ("compression_ratio", pa.float64()),
+            ("words", pa.list_(pa.struct([("word", pa.string()), ("start", pa.float64()),
+                                          ("end", pa.float64()), ("probability", pa.float64())]))),
+            # The hallucination guard's verdict: null = clean; 'no_speech', 'repetitive' or
+            # 'empty' = kept but flagged (not embedded). Dropped segments are not written.
+            ("hallucination", pa.string()),
+            ("code_version", pa.string()),
         ]
     ),
     "ocr_text": pa.schema(

@@ -3,6 +3,8 @@ from .inbox import InboxFile, LocalInboxResource
 from .lakehouse import LakehouseResource
 from .objects import ObjectStoreResource
 from .ocr import OcrResource
+from .text_embedder import TextEmbedderResource
+from .whisper import WhisperResource
 
 __all__ = ["ClipResource", "InboxFile", "LakehouseResource", "LocalInboxResource", "ObjectStoreResource",
-           "OcrResource"]
+           "OcrResource", "TextEmbedderResource", "WhisperResource"]

@@ -1,0 +1,71 @@
+"""Decode a media file's audio once, to what Whisper reads: 16 kHz mono float32.
+
+Frames are resampled by FFmpeg (through PyAV) as they are decoded and copied into one
+float32 buffer sized from the container's duration (grown if the duration was short), so
+peak memory is the decoded audio itself plus a frame or two: 64 kB per second of media,
+77 MB for 20 minutes, whatever the source's rate, channels or codec.
+"""
+
+from __future__ import annotations
+
+import os
+
+import av
+import numpy as np
+
+from .probe import MediaError
+
+SAMPLE_RATE = 16000
+
+
+def decode_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE,
+                 expected_s: float | None = None) -> np.ndarray:
+    """The first audio stream of ``path`` as mono float32 samples at ``sample_rate``.
+
+    Raises MediaError ('unreadable', 'no_audio', 'corrupt') when it cannot be decoded.
+    ``expected_s`` (the probed duration) sizes the buffer up front.
+    """
+    path = str(path)
+    if path.startswith("file://"):
+        path = path[len("file://"):]
+    try:
+        container = av.open(path, metadata_errors="ignore")
+    except FileNotFoundError as exc:
+        raise MediaError("unreadable", f"{path}: file not found") from exc
+    except (av.FFmpegError, OSError) as exc:
+        raise MediaError("corrupt", f"{path}: cannot open for audio decoding: {exc}") from exc
+    with container:
+        if not container.streams.audio:
+            raise MediaError("no_audio", f"{path}: no audio stream")
+        stream = container.streams.audio[0]
+        if expected_s is None:
+            if stream.duration is not None and stream.time_base is not None:
+                expected_s = float(stream.duration * stream.time_base)
+            elif container.duration:
+                expected_s = container.duration / av.time_base
+        capacity = int((expected_s or 60.0) * sample_rate) + sample_rate  # +1 s of slack
+        buf = np.empty(capacity, dtype=np.float32)
+        n = 0
+        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+
+        def put(frames) -> None:
+            nonlocal buf, n
+            for f in frames:
+                chunk = f.to_ndarray().reshape(-1)
+                if n + chunk.size > buf.size:  # the probed duration was short: grow by half
+                    grown = np.empty(max(n + chunk.size, int(buf.size * 1.5)), dtype=np.float32)
+                    grown[:n] = buf[:n]
+                    buf = grown
+                buf[n:n + chunk.size] = chunk
+                n += chunk.size
+
+        try:
+            for frame in container.decode(stream):
+                put(resampler.resample(frame))
+            put(resampler.resample(None))  # flush the resampler's tail
+        except (av.FFmpegError, ValueError) as exc:
+            raise MediaError("corrupt", f"{path}: audio decoding failed after {n / sample_rate:.2f}s: {exc}") from exc
+    if n == 0:
+        raise MediaError("corrupt", f"{path}: the audio stream decoded to no samples")
+    # Trim in place when the slack is small; copy out only when the estimate was far off.
+    return buf[:n] if buf.size - n <= 2 * sample_rate else buf[:n].copy()

