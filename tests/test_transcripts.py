@@ -332,23 +332,27 @@ def test_definitions_carry_the_audio_stages():
             ("text_embeddings", "check_embeddings_contract")} <= checks
 
 
-def test_embeddings_follow_their_text_stage(lake):
-    """From the audit trail: embed once the transcript is written, again after it is rewritten;
-    wait while it is missing (quarantined, or its stage has not run)."""
+def test_embeddings_follow_their_text_stages(lake):
+    """From the audit trail: embed once every text stage (transcripts, OCR) has had its say
+    (written, partly written or quarantined), again after one rewrites the media; wait while
+    a text stage has not run for it."""
     from mediaintel_dagster.assets.text_embeddings import TEXT_EMBEDDINGS_CODE_VERSION, _todo
 
     model = "m@1"
 
     def log(asset, mid, **kw):
         entry = {"asset": asset, "media_id": mid, "status": "written", "rows": 1,
-                 "code_version": TEXT_EMBEDDINGS_CODE_VERSION if asset == "text_embeddings" else "transcripts@1",
+                 "code_version": TEXT_EMBEDDINGS_CODE_VERSION if asset == "text_embeddings" else "x@1",
                  "model_id": model if asset == "text_embeddings" else "w", **kw}
         lake.audit([entry])
         time.sleep(0.002)  # distinct audit timestamps
 
     log("transcript_segments", "a")
     log("transcript_segments", "b")
-    assert _todo(lake, ["a", "b", "c"], model, force=False) == (["a", "b"], ["c"], [])
+    log("transcript_segments", "c")
+    log("ocr_text", "a")
+    log("ocr_text", "b", status="partial")  # a keyframe quarantined: embed what was read
+    assert _todo(lake, ["a", "b", "c"], model, force=False) == (["a", "b"], ["c"], []), "c waits for OCR"
     log("text_embeddings", "a")
     log("text_embeddings", "b")
     assert _todo(lake, ["a", "b", "c"], model, force=False) == ([], ["c"], ["a", "b"])
@@ -356,6 +360,11 @@ def test_embeddings_follow_their_text_stage(lake):
     assert _todo(lake, ["a", "b"], model, force=True)[0] == ["a", "b"]
     log("transcript_segments", "b")  # re-transcribed (forced, or a new Whisper model)
     assert _todo(lake, ["a", "b"], model, force=False) == (["b"], [], ["a"])
+    log("text_embeddings", "b")
+    log("ocr_text", "b")  # the quarantined keyframe now read: embed again
+    assert _todo(lake, ["a", "b"], model, force=False) == (["b"], [], ["a"])
+    log("ocr_text", "c", status="quarantined")  # nothing OCR can add: the transcript goes ahead
+    assert _todo(lake, ["c"], model, force=False) == (["c"], [], [])
 
 
 def test_decode_audio_one_buffer(tmp_path):

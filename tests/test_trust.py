@@ -316,7 +316,9 @@ def test_prometheus_export(home, media_dir, monkeypatch, tmp_path):
             for m in result.get_asset_materialization_events()}["media"]
 
     def samples(text):
-        return {s.name: s for fam in text_string_to_metric_families(text) for s in fam.samples}
+        # The media stage's samples: every stage exports the same gauge names, labelled by asset.
+        return {s.name: s for fam in text_string_to_metric_families(text) for s in fam.samples
+                if s.labels.get("asset") == "media"}
 
     # node_exporter's textfile collector format, one file per asset
     filed = samples((textdir / "mediaintel_media.prom").read_text())

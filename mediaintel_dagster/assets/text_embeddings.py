@@ -12,7 +12,8 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 from ..partitions import arrival_partitions
 from ..resources import LakehouseResource
 from ..resources.text_embedder import TextEmbedderResource
-from .common import MODEL_RESOURCE_KEY, Stopwatch, audit_entry, stage_metadata, window_media
+from ..checks.stats import table_stats
+from .common import MODEL_RESOURCE_KEY, Stopwatch, audit_entry, stage_data_version, stage_metadata, window_media
 from .stage_config import StageConfig
 
 TEXT_EMBEDDINGS_CODE_VERSION = "text_embeddings@1"
@@ -34,15 +35,18 @@ class TextSource:
     index_column: str
     text_column: str = "text"
     usable: Optional[pads.Expression] = None
+    # Several rows per item (the lines of one keyframe): joined in this column's order.
+    line_column: Optional[str] = None
 
 
 # Every text this stage embeds. Segments flagged by the hallucination guard are left out:
-# a search must not find "Thank you." invented over a music bed. OCR lines join with one
-# more entry (and "ocr_text" in the asset's deps below), e.g.
-#   TextSource("ocr", "ocr_text", "ocr_text", index_column=<line number within the media>)
+# a search must not find "Thank you." invented over a music bed. OCR is embedded per
+# keyframe (item_index = scene_index, its lines joined top to bottom), so a hit names the
+# scene and its time range, and a caption split over two lines is one query match.
 TEXT_SOURCES: tuple[TextSource, ...] = (
     TextSource("segment", "transcript_segments", "transcript_segments", "segment_index",
                usable=pads.field("hallucination").is_null()),
+    TextSource("ocr", "ocr_text", "ocr_text", "scene_index", line_column="line_index"),
 )
 
 
@@ -55,7 +59,7 @@ class TextEmbeddingsConfig(StageConfig):
     deps=[s.asset for s in TEXT_SOURCES],
     partitions_def=arrival_partitions,
     code_version=TEXT_EMBEDDINGS_CODE_VERSION,
-    group_name="audio",
+    group_name="search",
     kinds={"delta", "python"},
     # The embeddings contract check covers this stage's share of the shared table only.
     metadata={MODEL_RESOURCE_KEY: "text_embedder", _TABLE_KEY: TABLE,
@@ -64,8 +68,9 @@ class TextEmbeddingsConfig(StageConfig):
 def text_embeddings(context: AssetExecutionContext, config: TextEmbeddingsConfig, lake: LakehouseResource,
                     text_embedder: TextEmbedderResource) -> MaterializeResult:
     """Sentence vectors (all-MiniLM-L6-v2, 384-d float32, unit length) of the window's
-    transcript segments (item_kind 'segment', item_index = segment_index), for text search.
-    Segments the hallucination guard flagged are not embedded. All media of the run are
+    transcript segments (item_kind 'segment', item_index = segment_index) and of the text
+    read on each keyframe (item_kind 'ocr', item_index = scene_index, its lines joined top to
+    bottom), for text search. Segments the hallucination guard flagged are not embedded. All media of the run are
     embedded in one batched pass. Rows go to the shared Delta table `embeddings`, replacing
     only this model's vectors of these kinds (image vectors of the same media stay).
     """
@@ -83,11 +88,18 @@ def text_embeddings(context: AssetExecutionContext, config: TextEmbeddingsConfig
         flt = pads.field("media_id").isin(todo)
         if src.usable is not None:
             flt = flt & src.usable
-        table = lake.read(src.table, columns=["media_id", src.index_column, src.text_column], filter=flt)
-        for mid, idx, text in zip(*(table.column(c).to_pylist() for c in table.column_names)):
+        columns = ["media_id", src.index_column, src.text_column] + ([src.line_column] if src.line_column else [])
+        table = lake.read(src.table, columns=columns, filter=flt)
+        if src.line_column:
+            table = table.sort_by([("media_id", "ascending"), (src.index_column, "ascending"),
+                                   (src.line_column, "ascending")])
+        grouped: dict[tuple[str, int], list[str]] = {}
+        for mid, idx, text in zip(*(table.column(c).to_pylist() for c in columns[:3])):
             if text and text.strip():
-                items.append((mid, src.item_kind, int(idx)))
-                texts.append(text.strip())
+                grouped.setdefault((mid, int(idx)), []).append(text.strip())
+        for (mid, idx), lines in grouped.items():
+            items.append((mid, src.item_kind, idx))
+            texts.append(" ".join(lines))
 
     rows = _rows(items, text_embedder.embed(texts) if texts else None, model_id)
     version = None
@@ -99,11 +111,15 @@ def text_embeddings(context: AssetExecutionContext, config: TextEmbeddingsConfig
             per_media[mid] += 1
         lake.audit([audit_entry(context, ASSET, TABLE, mid, code_version=TEXT_EMBEDDINGS_CODE_VERSION, rows=count,
                                 delta_version=version, model_id=model_id) for mid, count in sorted(per_media.items())])
-    return MaterializeResult(metadata=stage_metadata(
+    return MaterializeResult(
+        data_version=stage_data_version(TEXT_EMBEDDINGS_CODE_VERSION, model_id, ids),
+        metadata=stage_metadata(
         window_media_count=len(ids), processed=len(todo), skipped_done=len(done), failed=0, rows=rows.num_rows,
         media_seconds=0.0, wall_seconds=clock.seconds,
         delta_version=version if version is not None else lake.version(TABLE), model_id=model_id,
-        cpu_seconds=clock.cpu_seconds,
+        cpu_seconds=clock.cpu_seconds, asset=ASSET, partition=context.partition_key,
+        **table_stats(TABLE, rows),
+        items_by_kind=MetadataValue.json({k: sum(1 for i in items if i[1] == k) for k in sorted({s.item_kind for s in TEXT_SOURCES})}),
         media_waiting_for_text=len(waiting), texts_per_second=round(rows.num_rows / clock.seconds, 1),
         item_kinds=MetadataValue.json(sorted({s.item_kind for s in TEXT_SOURCES})),
     ))
@@ -119,12 +135,16 @@ def _todo(lake: LakehouseResource, ids: list[str], model_id: str, force: bool) -
     if not ids:
         return [], [], []
     assets = [ASSET] + [s.asset for s in TEXT_SOURCES]
-    log = lake.read("audit_log", columns=["asset", "media_id", "code_version", "model_id", "at"],
+    # A source stage that wrote part of a media (a keyframe quarantined) or quarantined it
+    # has still had its say for now: embed what it wrote rather than hold back the other
+    # sources' text; when it later writes the media whole, that newer row triggers a re-embed.
+    log = lake.read("audit_log", columns=["asset", "media_id", "code_version", "model_id", "status", "at"],
                     filter=pads.field("asset").isin(assets) & pads.field("media_id").isin(sorted(set(ids)))
-                    & (pads.field("status") == "written")).to_pylist()
+                    & pads.field("status").isin(["written", "partial", "quarantined"])).to_pylist()
     last: dict[tuple[str, str], object] = {}
     for r in log:
-        if r["asset"] == ASSET and (r["code_version"] != TEXT_EMBEDDINGS_CODE_VERSION or r["model_id"] != model_id):
+        if r["asset"] == ASSET and (r["code_version"] != TEXT_EMBEDDINGS_CODE_VERSION or r["model_id"] != model_id
+                                    or r["status"] != "written"):
             continue
         key = (r["asset"], r["media_id"])
         if key not in last or r["at"] > last[key]:

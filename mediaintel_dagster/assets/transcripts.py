@@ -13,8 +13,11 @@ from ..probe import MediaError
 from ..resources import LakehouseResource
 from ..resources.whisper import WhisperResource
 from .common import (
-    MODEL_RESOURCE_KEY, Stopwatch, audit_entry, done_media, quarantine_row, stage_metadata, window_media,
+    MODEL_RESOURCE_KEY, Stopwatch, audit_entry, done_media, quarantine_row, stage_data_version, stage_metadata,
+    window_media,
 )
+from ..checks.stats import table_stats
+from ..lake.schemas import to_arrow
 from .stage_config import StageConfig
 
 # Bump when what this stage writes changes: media done with an older version are redone.
@@ -119,12 +122,17 @@ def transcript_segments(context: AssetExecutionContext, config: TranscriptsConfi
 
     flagged = {k.split(":", 1)[1]: v for k, v in stats.items() if k.startswith("flag:")}
     dropped = {k.split(":", 1)[1]: v for k, v in stats.items() if k.startswith("drop:")}
-    return MaterializeResult(metadata=stage_metadata(
-        window_media_count=len(media), processed=len(written), skipped_done=len(done), failed=len(bad),
-        rows=len(rows), media_seconds=audio_seconds, wall_seconds=clock.seconds,
-        delta_version=version if version is not None else lake.version(TABLE), model_id=model_id,
-        cpu_seconds=clock.cpu_seconds,
-        media_without_audio=stats["no_audio"],
-        segments_dropped=MetadataValue.json(dropped), segments_flagged=MetadataValue.json(flagged),
-        languages=MetadataValue.json(dict(languages)),
-    ))
+    # ASR confidence (mean avg_logprob, exp of it) and the language mix, plotted per run.
+    quality = table_stats(TABLE, to_arrow(TABLE, rows))
+    quality["languages"] = MetadataValue.json(dict(languages))
+    return MaterializeResult(
+        data_version=stage_data_version(TRANSCRIPTS_CODE_VERSION, model_id, [m["media_id"] for m in media]),
+        metadata=stage_metadata(
+            window_media_count=len(media), processed=len(written), skipped_done=len(done), failed=len(bad),
+            rows=len(rows), media_seconds=audio_seconds, wall_seconds=clock.seconds,
+            delta_version=version if version is not None else lake.version(TABLE), model_id=model_id,
+            cpu_seconds=clock.cpu_seconds, asset=ASSET, partition=context.partition_key,
+            media_without_audio=stats["no_audio"],
+            segments_dropped=MetadataValue.json(dropped), segments_flagged=MetadataValue.json(flagged),
+            **quality,
+        ))

@@ -15,7 +15,8 @@ from collections.abc import Callable
 from typing import Any
 
 _CACHE: dict[tuple, Any] = {}
-_LOCK = threading.Lock()
+# Re-entrant: a factory may itself ask for something cached (the device, another model).
+_LOCK = threading.RLock()
 
 
 def load_once(key: tuple, factory: Callable[[], Any]) -> Any:
@@ -32,9 +33,22 @@ def loaded_models() -> list[tuple]:
 
 
 def resolve_device(device: str = "auto") -> str:
-    """'cuda' when asked for or when 'auto' finds a GPU, else 'cpu'."""
+    """'cuda' when asked for or when 'auto' finds a GPU, else 'cpu'.
+
+    Without an NVIDIA driver on the machine the answer is 'cpu' without importing torch:
+    build_defs asks (for model ids) at every code-location load, and importing torch costs
+    seconds that the webserver, the daemon and every run would pay.
+    """
     if device != "auto":
         return device
+    return load_once(("resolve_device",), _detect_device)
+
+
+def _detect_device() -> str:
+    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+        return "cpu"
+    if not os.path.exists("/proc/driver/nvidia/version") and not os.path.exists("/dev/nvidia0"):
+        return "cpu"
     try:
         import torch
 
