@@ -126,16 +126,50 @@ def sql(query: str, fmt: str = "table", as_of: dict[str, int] | None = None, out
 SUMMARY_QUERIES = [
     ("Tables", " UNION ALL ".join(
         f"SELECT '{t}' AS table_name, count(*) AS rows FROM {t}"
-        for t in ("media", "media_sources", "quarantine", "audit_log")
+        for t in ("media", "media_sources", "scenes", "ocr_text", "transcript_segments", "embeddings",
+                  "quarantine", "audit_log")
     )),
     ("Media", "SELECT media_id, kind, container, round(duration_s, 2) AS duration_s, video_codec, "
               "width, height, fps, audio_codec, sample_rate, channels, "
               "regexp_extract(source_uri, '[^/]+$') AS file FROM media ORDER BY kind, file"),
     ("Where each media was found", "SELECT regexp_extract(source_uri, '[^/]+$') AS file, media_id, "
               "arrival_partition FROM media_sources ORDER BY file"),
+    ("Scenes (shots with a keyframe each) and the text read on them",
+     "SELECT regexp_extract(m.source_uri, '[^/]+$') AS file, s.scene_index, round(s.start_s, 2) AS start_s, "
+     "round(s.end_s, 2) AS end_s, string_agg(o.text, ' / ' ORDER BY o.line_index) AS ocr_text "
+     "FROM scenes s JOIN media m USING (media_id) "
+     "LEFT JOIN ocr_text o ON o.media_id = s.media_id AND o.scene_index = s.scene_index "
+     "GROUP BY ALL ORDER BY file, s.scene_index"),
+    ("Transcript segments", "SELECT regexp_extract(m.source_uri, '[^/]+$') AS file, t.segment_index AS seg, "
+     "round(t.start_s, 2) AS start_s, round(t.end_s, 2) AS end_s, t.language AS lang, "
+     "round(t.avg_logprob, 2) AS avg_logprob, t.text FROM transcript_segments t JOIN media m USING (media_id) "
+     "ORDER BY file, seg"),
+    ("Vectors per model", "SELECT model_id, item_kind, count(*) AS vectors, len(any_value(vector)) AS dim "
+     "FROM embeddings GROUP BY ALL ORDER BY model_id, item_kind"),
     ("Quarantine", "SELECT regexp_extract(source_uri, '[^/]+$') AS file, stage, error_type, message "
                    "FROM quarantine ORDER BY file"),
 ]
+DEMO_SEARCHES = ("weather forecast", "a new shop is opening", "sports")
+
+
+# ---- search ----------------------------------------------------------------------------
+def search(query: str, k: int = 10, fmt: str = "table", kinds: list[str] | None = None, out=sys.stdout) -> int:
+    """Print the best scenes and transcript segments for ``query`` (see mediaintel_dagster.search)."""
+    from .search import search as run_search
+
+    try:
+        hits = run_search(query, k=k, kinds=kinds)
+    except ValueError as exc:
+        print(f"mediaintel search: {exc}", file=sys.stderr)
+        return 2
+    if fmt == "json":
+        print(json.dumps([h.as_dict() for h in hits], default=_jsonable), file=out)
+        return 0
+    rows = [(h.score, h.item_kind, os.path.basename(h.source_uri or ""),
+             None if h.start_s is None else round(h.start_s, 2), None if h.end_s is None else round(h.end_s, 2),
+             h.text) for h in hits]
+    _print_table(["score", "kind", "file", "start_s", "end_s", "text"], rows, out=out)
+    return 0
 
 
 def demo(folder: str | None = None) -> int:
@@ -165,6 +199,9 @@ def demo(folder: str | None = None) -> int:
     for title, query in SUMMARY_QUERIES:
         print(f"\n== {title}")
         sql(query)
+    for query in DEMO_SEARCHES:
+        print(f"\n== mediaintel search \"{query}\" --k 3")
+        search(query, k=3)
     print(f"\nDone in {time.perf_counter() - t0:.1f}s. Next: .venv/bin/mediaintel sql \"SELECT * FROM media\", "
           f"or `make ui` for the Dagster UI over the same runs (DAGSTER_HOME={config.dagster_home()}).")
     return 1 if summary["failed"] else 0
@@ -200,6 +237,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--as-of", action="append", metavar="TABLE=VERSION",
                    help="read TABLE as of an earlier Delta version (repeatable)")
 
+    p = sub.add_parser("search", help="scenes and transcript segments that match a text, best first")
+    p.add_argument("query")
+    p.add_argument("--k", type=int, default=10, help="how many hits (default 10)")
+    p.add_argument("--kind", action="append", choices=["segment", "ocr", "scene"], dest="kinds",
+                   help="only these item kinds (repeatable; default all)")
+    p.add_argument("--json", dest="fmt", action="store_const", const="json", default="table",
+                   help="a JSON list of objects: media_id, source_uri, item_kind, start_s, end_s, score, text")
+
     p = sub.add_parser("demo", help="generate sample media, process it and print a summary")
     p.add_argument("--folder", help="where to write the sample media (default: the inbox's demo/ folder)")
 
@@ -210,6 +255,8 @@ def main(argv: list[str] | None = None) -> int:
         return 1 if summary["failed"] else 0
     if args.command == "sql":
         return sql(args.query, fmt=args.fmt, as_of=_parse_as_of(args.as_of))
+    if args.command == "search":
+        return search(args.query, k=args.k, fmt=args.fmt, kinds=args.kinds)
     if args.command == "demo":
         return demo(args.folder)
     return 2

@@ -82,3 +82,22 @@ def test_demo(home):
     media = json.loads(run_cli("sql", "SELECT kind, has_audio FROM media ORDER BY kind", "--json").stdout)
     assert [m["kind"] for m in media] == ["audio", "image", "video"]
     assert media[2]["has_audio"] is True
+
+    # Every stage ran on the demo's media: shots of the newsroom video with their captions
+    # read, speech transcribed, and vectors for spoken and on-screen text.
+    counts = {r["t"]: r["n"] for r in json.loads(run_cli("sql", (
+        "SELECT 'scenes' AS t, count(*) AS n FROM scenes UNION ALL SELECT 'segments', count(*) FROM "
+        "transcript_segments UNION ALL SELECT 'ocr', count(*) FROM ocr_text"), "--json").stdout)}
+    assert counts["scenes"] == 6 and counts["segments"] >= 2 and counts["ocr"] >= 6, counts
+
+    # Search: the caption and the narration about the weather, best first, with times.
+    hits = json.loads(run_cli("search", "weather forecast", "--k", "3", "--json").stdout)
+    assert {"media_id", "source_uri", "item_kind", "start_s", "end_s", "score"} <= set(hits[0])
+    assert hits[0]["item_kind"] == "ocr" and hits[0]["text"] == "WEATHER TODAY"
+    assert hits[0]["source_uri"].endswith("newsroom.mp4") and 4.0 < hits[0]["start_s"] < 5.5
+    assert [h["score"] for h in hits] == sorted((h["score"] for h in hits), reverse=True)
+    spoken = json.loads(run_cli("search", "a new shop is opening", "--kind", "segment", "--json").stdout)
+    assert spoken[0]["source_uri"].endswith("interview.wav") and "store" in spoken[0]["text"]
+    assert {h["item_kind"] for h in spoken} == {"segment"}
+    empty = run_cli("search", "  ")
+    assert empty.returncode == 2 and "empty query" in empty.stderr

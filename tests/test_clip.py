@@ -28,7 +28,8 @@ from mediaintel_dagster.resources import ObjectStoreResource
 TINY = {
     "embed_dim": 24,
     "vision_cfg": {"image_size": 32, "layers": 1, "width": 32, "patch_size": 8, "head_width": 16},
-    "text_cfg": {"context_length": 8, "vocab_size": 64, "width": 32, "heads": 2, "layers": 1},
+    # The real BPE vocabulary size: the text tower must accept what CLIP's tokenizer emits.
+    "text_cfg": {"context_length": 16, "vocab_size": 49408, "width": 32, "heads": 2, "layers": 1},
 }
 
 
@@ -183,6 +184,19 @@ def test_scene_embeddings_stage(home, tiny_clip, monkeypatch):
     assert meta["keyframes_per_second"].value > 0
     audit = lake.read("audit_log", filter=pads.field("asset") == "scene_embeddings").to_pylist()
     assert sorted(r["rows"] for r in audit) == [1, 2, 3] and {r["model_id"] for r in audit} == {emb.model_id}
+
+    # Text -> scene search goes through the same CLIP's text tower, against these vectors
+    # (the tiny model is random, so only the mechanics are asserted, not the ranking).
+    from mediaintel_dagster.search import search
+
+    text_vec = emb.embed_text(["a striped pattern"])
+    assert text_vec.shape == (1, 24) and abs(float(np.linalg.norm(text_vec)) - 1) < 1e-5
+    hits = search("a striped pattern", k=4, lake=lake, clip=clip, kinds=["scene"])
+    assert len(hits) == 4 and {h.item_kind for h in hits} == {"scene"} and {h.model_id for h in hits} == {emb.model_id}
+    assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
+    best = {(r["media_id"], r["item_index"]): float(np.dot(r["vector"], text_vec[0])) for r in rows}
+    assert (hits[0].media_id, hits[0].item_index) == max(best, key=best.get)
+    assert all(h.start_s is not None and h.source_uri for h in hits)
 
     # Done media are skipped: no forward pass, no write.
     version = lake.version("embeddings")
