@@ -10,7 +10,7 @@ from ..jobs import GPU_OP_TAGS, GPU_POOL
 from ..partitions import arrival_partitions
 from ..resources.clip import ClipResource
 from ..resources.lakehouse import LakehouseResource
-from ..checks.factory import ROWS_KEY, TABLE_KEY
+from ..checks.keys import ROWS_KEY, TABLE_KEY
 from ..checks.stats import table_stats
 from ..lake.schemas import to_arrow
 from .common import (MODEL_RESOURCE_KEY, Stopwatch, audit_entry, done_media, quarantine_row, stage_data_version, stage_metadata,
