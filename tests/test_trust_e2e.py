@@ -281,6 +281,12 @@ def test_overlapping_scenes_block_ocr_and_scene_embeddings(run, monkeypatch):
     fixed = _ingest(res, instance, partition, force=("scenes",))
     assert fixed.success and blocked <= _materialized(fixed)
     assert _evals(fixed)[("scenes", "check_scenes_contract")].passed
+    # The scenes were rewritten (new keyframes, new boundaries): the stages reading them
+    # redo both media without being forced, as the audit trail says scenes changed after them.
+    meta = {m.asset_key.to_user_string(): m.materialization.metadata for m in fixed.get_asset_materialization_events()}
+    for stage in ("ocr_text", "scene_embeddings"):
+        assert meta[stage]["media_processed"].value == 2, (stage, meta[stage]["media_skipped_done"])
+    assert meta["transcript_segments"]["media_processed"].value == 0, "not downstream of scenes: skipped as done"
 
 
 def test_segment_past_the_end_blocks_text_embeddings(run, monkeypatch):
