@@ -142,6 +142,29 @@ def test_embeddings_dimension_and_norm_per_model():
     assert rules(evaluate("embeddings", to_arrow("embeddings", vectors(2, 4, kind="frame")), ctx())) == ["in_set:item_kind"]
 
 
+def test_real_models_dimension_and_unit_norm_by_default():
+    """The real models' lengths and unit norm hold without configuration: a whole window of
+    wrong-length MiniLM vectors (no stored rows to compare with) and a non-unit CLIP-fallback
+    vector are caught; a tagged model_id (@version, @sha256) is the same model; another
+    architecture sharing a prefix is not held to it."""
+    minilm = "sentence-transformers/all-MiniLM-L6-v2@0.1.0"
+    fallback = "mediaintel/image-features-v1"
+    good = vectors(2, 384, model=minilm) + vectors(2, 512, model=fallback, kind="scene") + vectors(
+        2, 512, model="open_clip/ViT-B-32@sha256:0123456789ab", kind="scene")
+    assert evaluate("embeddings", to_arrow("embeddings", good), ctx()) == []
+    found = evaluate("embeddings", to_arrow("embeddings", vectors(3, 383, model=minilm)), ctx())
+    assert rules(found) == ["dimension_per_model"] and found[0].examples[0]["expected"] == 384
+    off = vectors(2, 512, model=fallback, kind="scene")
+    off[1]["vector"] = [2 * x for x in off[1]["vector"]]
+    assert rules(evaluate("embeddings", to_arrow("embeddings", off), ctx())) == ["norm_per_model"]
+    other = vectors(2, 24, model="open_clip/ViT-B-32-quickgelu@x", kind="scene")
+    other[0]["vector"] = [2 * x for x in other[0]["vector"]]
+    assert evaluate("embeddings", to_arrow("embeddings", other), ctx()) == []
+    # configuration overrides a known model's length
+    assert evaluate("embeddings", to_arrow("embeddings", vectors(3, 383, model=minilm)),
+                    ctx(embedding_dims={minilm: 383})) == []
+
+
 def test_every_contract_table_has_a_spec():
     assert set(SPECS) == {"media", "media_sources", "scenes", "transcript_segments", "ocr_text", "embeddings"}
     assert all(spec.blocking for spec in SPECS.values())

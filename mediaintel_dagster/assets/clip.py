@@ -10,7 +10,7 @@ from ..jobs import GPU_OP_TAGS, GPU_POOL
 from ..partitions import arrival_partitions
 from ..resources.clip import ClipResource
 from ..resources.lakehouse import LakehouseResource
-from ..checks.factory import ROWS_KEY, TABLE_KEY
+from ..checks.keys import ROWS_KEY, TABLE_KEY
 from ..checks.stats import table_stats
 from ..lake.schemas import to_arrow
 from .common import (MODEL_RESOURCE_KEY, Stopwatch, audit_entry, done_media, quarantine_row, stage_data_version, stage_metadata,
@@ -63,7 +63,7 @@ def scene_embeddings(context: AssetExecutionContext, config: SceneEmbeddingsConf
     media = window_media(lake, context.partition_key, columns=["media_id", "kind", "has_video", "duration_s"])
     ids = [m["media_id"] for m in media]
     done = set() if config.force else done_media(lake, STAGE, ids, code_version=SCENE_EMBEDDINGS_CODE_VERSION,
-                                                 model_id=model_id)
+                                                 model_id=model_id, after=["scenes"])
     done -= open_quarantine(lake, STAGE, sorted(done))
     todo = [m for m in media if m["media_id"] not in done]
     scenes = scenes_by_media(lake, [m["media_id"] for m in todo])

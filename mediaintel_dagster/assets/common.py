@@ -63,10 +63,15 @@ def window_media(lake: LakehouseResource, partition: str, columns: list[str] | N
 
 
 def done_media(lake: LakehouseResource, asset: str, media_ids: Iterable[str], *, code_version: str,
-               model_id: str | None = None) -> set[str]:
+               model_id: str | None = None, after: Iterable[str] = ()) -> set[str]:
     """Media for which the audit trail says ``asset`` already wrote its rows with this code
     version (and model). A media that yields no rows (no speech, no text) is recorded with
     rows=0, so it is not redone on every run either.
+
+    ``after``: the upstream stages whose rows this stage reads (``ocr_text`` reads ``scenes``).
+    A media counts as done only if this stage wrote it after the last time any of them
+    rewrote it: a forced or re-modelled upstream rerun (new scene boundaries, new
+    keyframes) makes the media due again here, so a rerun of a stale asset refreshes it.
     """
     ids = sorted(set(media_ids))
     if not ids:
@@ -75,7 +80,25 @@ def done_media(lake: LakehouseResource, asset: str, media_ids: Iterable[str], *,
            & (pads.field("code_version") == code_version) & (pads.field("status") == "written"))
     if model_id is not None:
         flt = flt & (pads.field("model_id") == model_id)
-    return set(lake.read("audit_log", columns=["media_id"], filter=flt).column("media_id").to_pylist())
+    after = sorted(set(after))
+    if not after:
+        return set(lake.read("audit_log", columns=["media_id"], filter=flt).column("media_id").to_pylist())
+
+    mine = lake.read("audit_log", columns=["media_id", "at"], filter=flt).to_pydict()
+    up = lake.read("audit_log", columns=["media_id", "at"],
+                   filter=pads.field("asset").isin(after) & pads.field("media_id").isin(ids)
+                   & (pads.field("status") == "written")).to_pydict()
+    last, upstream = _latest(mine), _latest(up)
+    return {mid for mid, at in last.items() if mid not in upstream or at >= upstream[mid]}
+
+
+def _latest(log: dict) -> dict:
+    """media_id -> its latest audit time, from audit_log columns media_id and at."""
+    out: dict = {}
+    for mid, at in zip(log["media_id"], log["at"]):
+        if mid not in out or at > out[mid]:
+            out[mid] = at
+    return out
 
 
 def stage_metadata(*, window_media_count: int, processed: int, skipped_done: int, failed: int,

@@ -51,7 +51,7 @@ def ocr_text(context: AssetExecutionContext, config: OcrConfig, lake: LakehouseR
     media = window_media(lake, context.partition_key, columns=["media_id", "kind", "has_video", "duration_s"])
     ids = [m["media_id"] for m in media]
     done = set() if config.force else done_media(lake, STAGE, ids, code_version=OCR_CODE_VERSION,
-                                                 model_id=model_id)
+                                                 model_id=model_id, after=["scenes"])
     done -= open_quarantine(lake, STAGE, sorted(done))
     todo = [m for m in media if m["media_id"] not in done]
     scenes = scenes_by_media(lake, [m["media_id"] for m in todo])

@@ -12,13 +12,12 @@ from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, ass
 from ..partitions import arrival_partitions
 from ..resources import LakehouseResource
 from ..resources.text_embedder import TextEmbedderResource
+from ..checks.keys import ROWS_KEY as _ROWS_KEY, TABLE_KEY as _TABLE_KEY
 from ..checks.stats import table_stats
 from .common import MODEL_RESOURCE_KEY, Stopwatch, audit_entry, stage_data_version, stage_metadata, window_media
 from .stage_config import StageConfig
 
 TEXT_EMBEDDINGS_CODE_VERSION = "text_embeddings@1"
-# checks.factory's TABLE_KEY / ROWS_KEY, spelled out: checks.factory imports the assets package.
-_TABLE_KEY, _ROWS_KEY = "mediaintel/table", "mediaintel/check_rows"
 ASSET = "text_embeddings"
 TABLE = "embeddings"
 

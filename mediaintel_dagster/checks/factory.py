@@ -31,6 +31,7 @@ from dagster import (
 from ..assets.common import window_media
 from ..resources.lakehouse import LakehouseResource
 from .decorator import partitioned_check
+from .keys import ROWS_KEY, TABLE_KEY
 from . import drift as drift_mod
 from .rules import SPECS, RuleContext, evaluate
 from .stats import table_stats
@@ -44,11 +45,7 @@ def engine() -> str:
     return name
 
 
-# AssetSpec metadata a stage may set: the contract table it writes when its key is another
-# name (two stages share `embeddings`), and which of the table's rows are its own.
-TABLE_KEY = "mediaintel/table"
-ROWS_KEY = "mediaintel/check_rows"  # {column: [values]}, e.g. {"item_kind": ["scene"]}
-
+# AssetSpec metadata a stage may set: TABLE_KEY, ROWS_KEY (checks.keys, re-exported here).
 
 def rows_for_partition(lake: LakehouseResource, table: str, partition: str,
                        row_filter: dict | None = None) -> tuple[pa.Table, list[dict]]:
@@ -88,7 +85,7 @@ def evaluate_partition(lake: LakehouseResource, table: str, partition: str, eng:
     ctx = RuleContext.from_env(media)
     if table == "embeddings" and rows.num_rows:
         ids = sorted({m for m in rows.column("media_id").to_pylist() if m is not None})
-        ctx.embedding_dims = {**_reference_dims(lake, rows, ids), **ctx.embedding_dims}
+        ctx.reference_dims = _reference_dims(lake, rows, ids)
     eng = eng or engine()
     findings = evaluate(table, rows, ctx, engine=eng)
     meta = {

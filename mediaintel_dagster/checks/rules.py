@@ -37,6 +37,25 @@ MEDIA_KINDS = ("video", "audio", "image")
 ITEM_KINDS = ("scene", "segment", "ocr")
 EXAMPLES = 5  # failing values shown per finding
 
+# The real models' vector lengths, all unit norm (the stages normalise their vectors):
+# model_id -> dim. A key matches the model_id itself or the model_id with any "@<tag>"
+# (package version, pretrained tag, checkpoint hash), so `open_clip/ViT-B-32@laion2b_s34b_b79k`
+# and a local `open_clip/ViT-B-32@sha256:...` are both 512, but `ViT-B-32-quickgelu` is not
+# held to it. MEDIAINTEL_EMBEDDING_DIMS / MEDIAINTEL_UNIT_NORM_MODELS add to and override these.
+KNOWN_EMBEDDING_DIMS: dict[str, int] = {
+    "sentence-transformers/all-MiniLM-L6-v2": 384,  # text_embeddings (resources/text_embedder.py)
+    "open_clip/ViT-B-32": 512,  # scene_embeddings with CLIP weights (resources/clip.py)
+    "mediaintel/image-features-v1": 512,  # scene_embeddings' declared fallback without them
+}
+
+
+def _known(model_id: str, table: dict) -> str | None:
+    """The key of ``table`` naming ``model_id`` (itself, or it with an "@<tag>")."""
+    if model_id in table:
+        return model_id
+    base = model_id.split("@", 1)[0]
+    return base if base in table else None
+
 
 @dataclass(frozen=True)
 class Finding:
@@ -60,8 +79,10 @@ class RuleContext:
     media_ids: set[str] | None = None  # media known to `media` (referential rule)
     time_tolerance_s: float = 0.25
     languages: frozenset[str] = WHISPER_LANGUAGES
-    embedding_dims: dict[str, int] = field(default_factory=dict)  # model_id (or prefix) -> dim
-    unit_norm_models: tuple[str, ...] = ()  # model_id prefixes whose vectors must have norm 1
+    embedding_dims: dict[str, int] = field(default_factory=dict)  # configured: model_id (or prefix) -> dim
+    unit_norm_models: tuple[str, ...] = ()  # configured model_id prefixes whose vectors must have norm 1
+    known_dims: dict[str, int] = field(default_factory=lambda: dict(KNOWN_EMBEDDING_DIMS))  # unit norm too
+    reference_dims: dict[str, int] = field(default_factory=dict)  # model_id -> the length the table holds
     norm_tolerance: float = 0.01
 
     @classmethod
@@ -93,12 +114,20 @@ class RuleContext:
         return max(self.time_tolerance_s, 3.0 / fps if fps > 0 else 0.0)
 
     def expected_dim(self, model_id: str) -> int | None:
+        """Configured (exact, then prefix), else a known model's, else what the table holds."""
         if model_id in self.embedding_dims:
             return self.embedding_dims[model_id]
         for prefix, dim in self.embedding_dims.items():
             if model_id.startswith(prefix):
                 return dim
-        return None
+        known = _known(model_id, self.known_dims)
+        if known is not None:
+            return self.known_dims[known]
+        return self.reference_dims.get(model_id)
+
+    def unit_norm(self, model_id: str) -> bool:
+        return (any(model_id.startswith(p) for p in self.unit_norm_models)
+                or _known(model_id, self.known_dims) is not None)
 
 
 Rule = Callable[[pa.Table, RuleContext], list[Finding]]
@@ -355,9 +384,10 @@ def _vectors_by_model(rows: pa.Table) -> dict[str, list[list[float]]]:
 
 
 def rule_embedding_dimension(rows: pa.Table, ctx: RuleContext) -> list[Finding]:
-    """Per model_id every vector has one length: the configured one, else the length the
-    table already holds for that model (``embedding_dims`` filled by the check), else the
-    length most of these rows have. A null or empty vector is a failure too."""
+    """Per model_id every vector has one length: the configured one, else the known model's
+    (``KNOWN_EMBEDDING_DIMS``), else the length the table already holds for that model
+    (``reference_dims``, filled by the check), else the length most of these rows have. A
+    null or empty vector is a failure too."""
     bad = []
     empty = sum(1 for v in rows.column("vector").to_pylist() if not v)
     for model_id, vecs in _vectors_by_model(rows).items():
@@ -376,13 +406,14 @@ def rule_embedding_dimension(rows: pa.Table, ctx: RuleContext) -> list[Finding]:
 
 
 def rule_embedding_norm(rows: pa.Table, ctx: RuleContext) -> list[Finding]:
-    """Vectors are finite and non-zero; models named in ``unit_norm_models`` have norm 1."""
+    """Vectors are finite and non-zero; known models and those named in ``unit_norm_models``
+    have norm 1."""
     bad = []
     for model_id, vecs in _vectors_by_model(rows).items():
         for i, v in enumerate(vecs):
             arr = np.asarray(v, dtype=np.float64)
             norm = float(np.linalg.norm(arr)) if np.all(np.isfinite(arr)) else float("nan")
-            unit = any(model_id.startswith(p) for p in ctx.unit_norm_models)
+            unit = ctx.unit_norm(model_id)
             if not math.isfinite(norm) or norm < 1e-6 or (unit and abs(norm - 1.0) > ctx.norm_tolerance):
                 bad.append([model_id, i, None if math.isnan(norm) else round(norm, 6)])
     return [Finding("norm_per_model", f"{len(bad)} vectors are not finite, zero, or off unit norm", len(bad),
