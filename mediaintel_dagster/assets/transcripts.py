@@ -68,6 +68,7 @@ def transcript_segments(context: AssetExecutionContext, config: TranscriptsConfi
     stats: Counter = Counter()
     languages: Counter = Counter()
     audio_seconds = 0.0
+    asr_seconds = 0.0  # time inside the model: GPU seconds when it runs on a GPU
     for n, m in enumerate(todo, 1):
         mid, uri = m["media_id"], m["source_uri"]
         if not m["has_audio"]:
@@ -83,7 +84,9 @@ def transcript_segments(context: AssetExecutionContext, config: TranscriptsConfi
             continue
         seconds = samples.size / 16000
         audio_seconds += seconds
+        asr_clock = Stopwatch()
         result = whisper.transcribe(samples)
+        asr_seconds += asr_clock.seconds
         del samples
         kept = 0
         for seg in result.segments:
@@ -132,6 +135,7 @@ def transcript_segments(context: AssetExecutionContext, config: TranscriptsConfi
             rows=len(rows), media_seconds=audio_seconds, wall_seconds=clock.seconds,
             delta_version=version if version is not None else lake.version(TABLE), model_id=model_id,
             cpu_seconds=clock.cpu_seconds, asset=ASSET, partition=context.partition_key,
+            gpu_seconds=asr_seconds if whisper.resolved_device() == "cuda" else None,
             media_without_audio=stats["no_audio"],
             segments_dropped=MetadataValue.json(dropped), segments_flagged=MetadataValue.json(flagged),
             **quality,
