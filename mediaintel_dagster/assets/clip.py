@@ -57,9 +57,6 @@ def scene_embeddings(context: AssetExecutionContext, config: SceneEmbeddingsConf
     clock = Stopwatch()
     embedder = clip.embedder()
     model_id = embedder.model_id
-    if embedder.is_fallback:
-        context.log.warning(f"CLIP weights are not available; embedding with the fallback {model_id}. "
-                            f"{embedder.reason}")
     media = window_media(lake, context.partition_key, columns=["media_id", "kind", "has_video", "duration_s"])
     ids = [m["media_id"] for m in media]
     done = set() if config.force else done_media(lake, STAGE, ids, code_version=SCENE_EMBEDDINGS_CODE_VERSION,
@@ -74,6 +71,9 @@ def scene_embeddings(context: AssetExecutionContext, config: SceneEmbeddingsConf
     # Every keyframe of the run in one list, so that batches span media: a window of many
     # short clips fills the GPU as well as one long film does.
     items = [(m["media_id"], scene) for m in work for scene in scenes[m["media_id"]]]
+    if embedder.is_fallback and items:  # said once per run that embeds, not on no-op reruns
+        context.log.warning(f"CLIP weights are not available; embedding with the fallback {model_id}. "
+                            f"{embedder.reason}")
     batch_size = max(1, int(clip.batch_size))
     rows: list[dict] = []
     bad: list[dict] = []
