@@ -176,3 +176,34 @@ def test_missing_keyframe_is_quarantined(home):
     (q,) = lake.read("quarantine", filter=pads.field("stage") == "ocr_text").to_pylist()
     assert (q["source_uri"], q["error_type"]) == (kf, "missing_keyframe")
     assert lake.read("ocr_text").num_rows == 0
+
+
+def test_rows_follow_scenes_into_quarantine(home):
+    """A forced scenes rescan that finds the video cut short removes its shots; the OCR rows
+    read from those shots go too (not left describing keyframes that no longer exist)."""
+    inbox = home / "inbox"
+    make_video(inbox / "news.mp4", [Shot(1.0, "BREAKING NEWS", style="stripes", color=(200, 30, 30)),
+                                    Shot(1.0, "WEATHER TODAY", style="checker", color=(30, 90, 200))],
+               size=(320, 180))
+    lake = LakehouseResource(root=str(home / "lake"))
+    resources = {"lake": lake, "inbox": LocalInboxResource(roots=[str(inbox)], settle_seconds=0),
+                 "objects": ObjectStoreResource(), "ocr": OcrResource()}
+    window = window_of(inbox / "news.mp4")
+    res = materialize([media_assets, scenes, ocr_text], partition_key=window, resources=resources,
+                      instance=DagsterInstance.ephemeral())
+    assert res.success and lake.read("ocr_text").num_rows == 2
+    (mid,) = lake.read("media").column("media_id").to_pylist()
+
+    data = (inbox / "news.mp4").read_bytes()
+    (inbox / "news.mp4").write_bytes(data[: int(len(data) * 0.6)])  # damaged after ingest
+    res = materialize([scenes, ocr_text], partition_key=window, resources=resources,
+                      instance=DagsterInstance.ephemeral(), run_config={"ops": {"scenes": {"config": {"force": True}}}})
+    assert res.success
+    assert lake.read("scenes").num_rows == 0
+    assert [(r["stage"], r["media_id"]) for r in lake.read("quarantine").to_pylist()] == [("scenes", mid)]
+    assert lake.read("ocr_text").num_rows == 0, "rows of the withdrawn shots are removed"
+    last = max(lake.read("audit_log", filter=pads.field("asset") == "ocr_text").to_pylist(), key=lambda r: r["at"])
+    assert (last["media_id"], last["rows"], last["status"]) == (mid, 0, "written")
+    # Nothing left to do until scenes writes the media again.
+    res = materialize([ocr_text], partition_key=window, resources=resources, instance=DagsterInstance.ephemeral())
+    assert res.asset_materializations_for_node("ocr_text")[0].metadata["media_skipped_done"].value == 1

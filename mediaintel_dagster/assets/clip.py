@@ -15,7 +15,8 @@ from ..checks.stats import table_stats
 from ..lake.schemas import to_arrow
 from .common import (MODEL_RESOURCE_KEY, Stopwatch, audit_entry, done_media, quarantine_row, stage_data_version, stage_metadata,
                      window_media)
-from .keyframes import KeyframeError, open_keyframe_pil, open_quarantine, scenes_by_media, split_work
+from .keyframes import (KeyframeError, open_keyframe_pil, open_quarantine, scenes_by_media, scenes_withdrawn,
+                        split_work)
 from .stage_config import StageConfig
 
 SCENE_EMBEDDINGS_CODE_VERSION = "scene_embeddings@1"
@@ -65,6 +66,12 @@ def scene_embeddings(context: AssetExecutionContext, config: SceneEmbeddingsConf
     todo = [m for m in media if m["media_id"] not in done]
     scenes = scenes_by_media(lake, [m["media_id"] for m in todo])
     work, empty, waiting = split_work(todo, scenes)
+    withdrawn = scenes_withdrawn(lake, waiting)
+    if withdrawn:  # their shots are gone: so are the rows made from them
+        context.log.warning(f"{len(withdrawn)} media lost their scenes to quarantine; removing their rows: "
+                            f"{sorted(withdrawn)}")
+        empty += sorted(withdrawn)
+        waiting = [mid for mid in waiting if mid not in withdrawn]
     if waiting:
         context.log.info(f"{len(waiting)} media have no scenes rows yet; left for a later run: {waiting}")
 

@@ -70,8 +70,9 @@ def done_media(lake: LakehouseResource, asset: str, media_ids: Iterable[str], *,
 
     ``after``: the upstream stages whose rows this stage reads (``ocr_text`` reads ``scenes``).
     A media counts as done only if this stage wrote it after the last time any of them
-    rewrote it: a forced or re-modelled upstream rerun (new scene boundaries, new
-    keyframes) makes the media due again here, so a rerun of a stale asset refreshes it.
+    rewrote or quarantined it: a forced or re-modelled upstream rerun (new scene boundaries,
+    new keyframes, or none left) makes the media due again here, so a rerun of a stale asset
+    refreshes it.
     """
     ids = sorted(set(media_ids))
     if not ids:
@@ -85,9 +86,11 @@ def done_media(lake: LakehouseResource, asset: str, media_ids: Iterable[str], *,
         return set(lake.read("audit_log", columns=["media_id"], filter=flt).column("media_id").to_pylist())
 
     mine = lake.read("audit_log", columns=["media_id", "at"], filter=flt).to_pydict()
+    # An upstream quarantine counts as a rewrite: the stage removed the media's rows (a
+    # forced rescan found the file broken), so what was derived from them is due again.
     up = lake.read("audit_log", columns=["media_id", "at"],
                    filter=pads.field("asset").isin(after) & pads.field("media_id").isin(ids)
-                   & (pads.field("status") == "written")).to_pydict()
+                   & pads.field("status").isin(["written", "quarantined"])).to_pydict()
     last, upstream = _latest(mine), _latest(up)
     return {mid for mid, at in last.items() if mid not in upstream or at >= upstream[mid]}
 

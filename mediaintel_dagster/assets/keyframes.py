@@ -64,6 +64,24 @@ def split_work(media: list[dict], scenes: dict[str, list[dict]]) -> tuple[list[d
     return work, empty, waiting
 
 
+def scenes_withdrawn(lake: LakehouseResource, media_ids: list[str]) -> set[str]:
+    """Media whose newest `scenes` audit row is a quarantine: a forced rescan found the file
+    broken (cut short after ingest) and removed its shots and keyframes, so the rows these
+    stages derived from the old shots must go too. Recorded as done with zero rows; when
+    scenes writes the media again, that newer row makes them redo it (done_media after=).
+    """
+    if not media_ids:
+        return set()
+    log = lake.read("audit_log", columns=["media_id", "status", "at"],
+                    filter=(pads.field("asset") == "scenes") & pads.field("media_id").isin(sorted(set(media_ids)))
+                    & pads.field("status").isin(["written", "quarantined"])).to_pylist()
+    newest: dict[str, tuple] = {}
+    for r in log:
+        if r["media_id"] not in newest or r["at"] >= newest[r["media_id"]][0]:
+            newest[r["media_id"]] = (r["at"], r["status"])
+    return {mid for mid, (_, status) in newest.items() if status == "quarantined"}
+
+
 def keyframe_path(uri: str) -> str:
     if not uri:
         raise KeyframeError("missing_keyframe", "the scenes row has no keyframe_uri")

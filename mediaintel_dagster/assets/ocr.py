@@ -12,7 +12,8 @@ from ..checks.stats import table_stats
 from ..lake.schemas import to_arrow
 from .common import (MODEL_RESOURCE_KEY, Stopwatch, audit_entry, done_media, quarantine_row, stage_data_version, stage_metadata,
                      window_media)
-from .keyframes import KeyframeError, open_keyframe_bgr, open_quarantine, scenes_by_media, split_work
+from .keyframes import (KeyframeError, open_keyframe_bgr, open_quarantine, scenes_by_media, scenes_withdrawn,
+                        split_work)
 from .stage_config import StageConfig
 
 # Bump when what this stage writes changes (the word-space rule included): media done
@@ -56,6 +57,12 @@ def ocr_text(context: AssetExecutionContext, config: OcrConfig, lake: LakehouseR
     todo = [m for m in media if m["media_id"] not in done]
     scenes = scenes_by_media(lake, [m["media_id"] for m in todo])
     work, empty, waiting = split_work(todo, scenes)
+    withdrawn = scenes_withdrawn(lake, waiting)
+    if withdrawn:  # their shots are gone: so are the rows made from them
+        context.log.warning(f"{len(withdrawn)} media lost their scenes to quarantine; removing their rows: "
+                            f"{sorted(withdrawn)}")
+        empty += sorted(withdrawn)
+        waiting = [mid for mid in waiting if mid not in withdrawn]
     if waiting:
         context.log.info(f"{len(waiting)} media have no scenes rows yet; left for a later run: {waiting}")
 
