@@ -389,3 +389,30 @@ def test_decode_audio_one_buffer(tmp_path):
     with pytest.raises(MediaError) as err:
         decode_audio(tmp_path / "junk.m4a")
     assert err.value.error_type == "corrupt"
+
+
+def test_long_media_are_transcribed_in_pieces(run, model_dir):
+    """chunk_s bounds what faster-whisper is handed at once; the pieces are cut in pauses and
+    their times shifted back, so the transcript reads as one (same WER bound, same clock)."""
+    from mediaintel_dagster.audio import decode_audio
+    from mediaintel_dagster.resources.whisper import SAMPLE_RATE, chunk_bounds
+
+    speech = run["media"]["speech.m4a"]
+    samples = decode_audio(speech["source_uri"], expected_s=speech["duration_s"])
+    bounds = chunk_bounds(samples, chunk_s=7.0, search_s=2.0)
+    assert len(bounds) >= 3 and bounds[0][0] == 0 and bounds[-1][1] == samples.size
+    assert all(a[1] == b[0] for a, b in zip(bounds, bounds[1:])), "pieces tile the audio"
+    for _, cut in bounds[:-1]:  # each cut sits in a quieter moment than the media's average
+        around = samples[cut - SAMPLE_RATE // 20: cut + SAMPLE_RATE // 20]
+        assert np.sqrt(np.mean(around ** 2)) < np.sqrt(np.mean(samples ** 2))
+    assert chunk_bounds(samples, chunk_s=0) == [(0, samples.size)]
+    assert chunk_bounds(samples, chunk_s=samples.size / SAMPLE_RATE) == [(0, samples.size)]
+
+    result = WhisperResource(model_dir=model_dir, chunk_s=7.0).transcribe(samples)
+    hyp = norm(" ".join(s["text"] for s in result.segments))
+    assert jiwer.wer(norm(" ".join(SENTENCES)), hyp) <= 0.10, hyp
+    assert result.language == "en" and result.duration_s == pytest.approx(samples.size / SAMPLE_RATE)
+    words = [w for s in result.segments for w in s["words"]]
+    assert words[-1]["end"] > bounds[-1][0] / SAMPLE_RATE, "times of the last piece are shifted by its start"
+    assert all(a["start"] <= b["start"] for a, b in zip(words, words[1:])), "one clock across the pieces"
+    assert all(0 <= w["start"] <= w["end"] <= result.duration_s + 0.05 for w in words)

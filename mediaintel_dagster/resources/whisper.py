@@ -105,6 +105,31 @@ def assemble_packaged_model(model_dir: str | os.PathLike | None = None) -> Path:
     return folder
 
 
+SAMPLE_RATE = 16000
+
+
+def chunk_bounds(audio: np.ndarray, chunk_s: float, search_s: float = 5.0) -> list[tuple[int, int]]:
+    """(start, end) sample ranges that cover ``audio``: one range when it is short, else
+    pieces of about ``chunk_s`` seconds, each cut at the quietest 100 ms within ``search_s``
+    of the nominal boundary (a pause between words, not the middle of one)."""
+    n = audio.size
+    step = int(chunk_s * SAMPLE_RATE)
+    if chunk_s <= 0 or n <= step * 1.2:
+        return [(0, n)]
+    win, reach = SAMPLE_RATE // 10, int(search_s * SAMPLE_RATE)
+    cuts, start = [], 0
+    while n - start > step * 1.2:
+        lo, hi = start + step - reach, min(n, start + step + reach)
+        span = audio[lo:hi]
+        frames = span[: (span.size // win) * win].reshape(-1, win)
+        quietest = int(np.argmin(np.sqrt(np.mean(frames.astype(np.float32) ** 2, axis=1))))
+        cut = lo + quietest * win + win // 2
+        cuts.append(cut)
+        start = cut
+    edges = [0] + cuts + [n]
+    return list(zip(edges[:-1], edges[1:]))
+
+
 @dataclass
 class Transcript:
     """What one transcription returned: the detected language and every decoded segment."""
@@ -144,6 +169,12 @@ class WhisperResource(ConfigurableResource):
     logprob_threshold: float = Field(default=-1.0, description="... and avg_logprob is below this (OpenAI's silence rule).")
     compression_ratio_threshold: float = Field(
         default=2.4, description="Flag a segment whose text compresses better than this (a repetition loop).")
+    chunk_s: float = Field(
+        default=300.0,
+        description="Media longer than this are transcribed in pieces of about this many seconds, cut at the "
+                    "quietest moment near each boundary: faster-whisper computes VAD and features over the whole "
+                    "array it is given, so one piece at a time keeps memory bounded whatever the duration. "
+                    "0 transcribes in one piece.")
 
     # ---- identity ------------------------------------------------------------------
     def resolved_device(self) -> str:
@@ -210,24 +241,37 @@ class WhisperResource(ConfigurableResource):
         }
 
     def transcribe(self, audio: np.ndarray) -> Transcript:
-        """Transcribe 16 kHz mono float32 samples; every segment faster-whisper yields, as dicts."""
-        segments, info = self.load().transcribe(audio, **self.transcribe_options())
-        out = []
-        for seg in segments:  # a generator: decoding happens while we iterate
-            out.append({
-                "start_s": float(seg.start),
-                "end_s": float(seg.end),
-                "text": seg.text.strip(),
-                "avg_logprob": float(seg.avg_logprob),
-                "no_speech_prob": float(seg.no_speech_prob),
-                "compression_ratio": float(seg.compression_ratio),
-                "words": [
-                    {"word": w.word, "start": float(w.start), "end": float(w.end), "probability": float(w.probability)}
-                    for w in (seg.words or [])
-                ],
-            })
-        return Transcript(language=info.language, language_probability=float(info.language_probability),
-                          duration_s=float(info.duration), segments=out)
+        """Transcribe 16 kHz mono float32 samples; every segment faster-whisper yields, as dicts.
+
+        Audio longer than ``chunk_s`` (plus a fifth) goes through in pieces (``chunk_bounds``):
+        the language is detected on the first piece and kept for the rest, and every time is
+        shifted by its piece's start, so the result reads as one transcription.
+        """
+        options = self.transcribe_options()
+        bounds = chunk_bounds(audio, self.chunk_s)
+        language, probability, out = None, 0.0, []
+        for start, end in bounds:
+            offset = start / SAMPLE_RATE
+            segments, info = self.load().transcribe(audio[start:end], **options)
+            if language is None:
+                language, probability = info.language, float(info.language_probability)
+                options = {**options, "language": options["language"] or language}
+            for seg in segments:  # a generator: decoding happens while we iterate
+                out.append({
+                    "start_s": offset + float(seg.start),
+                    "end_s": offset + float(seg.end),
+                    "text": seg.text.strip(),
+                    "avg_logprob": float(seg.avg_logprob),
+                    "no_speech_prob": float(seg.no_speech_prob),
+                    "compression_ratio": float(seg.compression_ratio),
+                    "words": [
+                        {"word": w.word, "start": offset + float(w.start), "end": offset + float(w.end),
+                         "probability": float(w.probability)}
+                        for w in (seg.words or [])
+                    ],
+                })
+        return Transcript(language=language or "", language_probability=probability,
+                          duration_s=audio.size / SAMPLE_RATE, segments=out)
 
     # ---- the hallucination guard -----------------------------------------------------
     def verdict(self, seg: dict) -> Optional[str]:
