@@ -6,7 +6,6 @@ import os
 import shutil
 import time
 
-import pytest
 from dagster import DagsterRunStatus, RunsFilter, build_sensor_context
 
 from mediaintel_dagster.definitions import build_defs

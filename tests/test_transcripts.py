@@ -19,7 +19,7 @@ import pyarrow.dataset as pads
 import pytest
 from dagster import materialize
 
-from mediaintel_dagster.assets import media_assets, text_embeddings, transcript_segments
+from mediaintel_dagster.assets import media_assets, transcript_segments
 from mediaintel_dagster.definitions import build_defs
 from mediaintel_dagster.instance import get_instance
 from mediaintel_dagster.partitions import shard_of

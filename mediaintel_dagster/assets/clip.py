@@ -6,17 +6,15 @@ from collections import Counter
 import numpy as np
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
+from ..checks.keys import ROWS_KEY, TABLE_KEY
+from ..checks.stats import table_stats
 from ..jobs import GPU_OP_TAGS, GPU_POOL
+from ..lake.schemas import to_arrow
 from ..partitions import arrival_partitions
 from ..resources.clip import ClipResource
 from ..resources.lakehouse import LakehouseResource
-from ..checks.keys import ROWS_KEY, TABLE_KEY
-from ..checks.stats import table_stats
-from ..lake.schemas import to_arrow
-from .common import (MODEL_RESOURCE_KEY, Stopwatch, audit_entry, done_media, quarantine_row, stage_data_version, stage_metadata,
-                     window_media)
-from .keyframes import (KeyframeError, open_keyframe_pil, open_quarantine, scenes_by_media, scenes_withdrawn,
-                        split_work)
+from .common import MODEL_RESOURCE_KEY, Stopwatch, quarantine_row, stage_data_version, stage_metadata
+from .keyframes import KeyframeError, open_keyframe_pil, plan_keyframe_work, write_keyframe_rows
 from .stage_config import StageConfig
 
 SCENE_EMBEDDINGS_CODE_VERSION = "scene_embeddings@1"
@@ -58,22 +56,9 @@ def scene_embeddings(context: AssetExecutionContext, config: SceneEmbeddingsConf
     clock = Stopwatch()
     embedder = clip.embedder()
     model_id = embedder.model_id
-    media = window_media(lake, context.partition_key, columns=["media_id", "kind", "has_video", "duration_s"])
-    ids = [m["media_id"] for m in media]
-    done = set() if config.force else done_media(lake, STAGE, ids, code_version=SCENE_EMBEDDINGS_CODE_VERSION,
-                                                 model_id=model_id, after=["scenes"])
-    done -= open_quarantine(lake, STAGE, sorted(done))
-    todo = [m for m in media if m["media_id"] not in done]
-    scenes = scenes_by_media(lake, [m["media_id"] for m in todo])
-    work, empty, waiting = split_work(todo, scenes)
-    withdrawn = scenes_withdrawn(lake, waiting)
-    if withdrawn:  # their shots are gone: so are the rows made from them
-        context.log.warning(f"{len(withdrawn)} media lost their scenes to quarantine; removing their rows: "
-                            f"{sorted(withdrawn)}")
-        empty += sorted(withdrawn)
-        waiting = [mid for mid in waiting if mid not in withdrawn]
-    if waiting:
-        context.log.info(f"{len(waiting)} media have no scenes rows yet; left for a later run: {waiting}")
+    plan = plan_keyframe_work(context, lake, STAGE, code_version=SCENE_EMBEDDINGS_CODE_VERSION, model_id=model_id,
+                              force=config.force)
+    media, done, work, waiting, scenes = plan.media, plan.done, plan.work, plan.waiting, plan.scenes
 
     # Every keyframe of the run in one list, so that batches span media: a window of many
     # short clips fills the GPU as well as one long film does.
@@ -121,23 +106,10 @@ def scene_embeddings(context: AssetExecutionContext, config: SceneEmbeddingsConf
             ok_uris.append(scene["keyframe_uri"])
             per_media[mid] += 1
 
-    written = [m["media_id"] for m in work] + empty
-    version = None
-    if written:
-        version = lake.replace("embeddings", rows, keys=[(mid, ITEM_KIND, model_id) for mid in written])
-    audit = [
-        audit_entry(context, STAGE, "embeddings", mid, code_version=SCENE_EMBEDDINGS_CODE_VERSION,
-                    rows=per_media[mid], delta_version=version, model_id=model_id,
-                    status="partial" if mid in failed_media else "written")
-        for mid in written
-    ]
-    if bad:
-        qversion = lake.quarantine(bad)
-        audit += [audit_entry(context, STAGE, "quarantine", r["media_id"], code_version=SCENE_EMBEDDINGS_CODE_VERSION,
-                              rows=1, delta_version=qversion, status="quarantined", model_id=model_id,
-                              source_uri=r["source_uri"]) for r in bad]
-    lake.clear_quarantine(STAGE, ok_uris)
-    lake.audit(audit)
+    written, version = write_keyframe_rows(
+        context, lake, STAGE, "embeddings", rows, plan=plan, key_suffix=(ITEM_KIND, model_id), per_media=per_media,
+        failed_media=failed_media, bad=bad, ok_uris=ok_uris, code_version=SCENE_EMBEDDINGS_CODE_VERSION,
+        model_id=model_id)
 
     norms = np.linalg.norm(np.asarray([r["vector"] for r in rows], dtype=np.float32), axis=1) if rows else None
     wall = clock.seconds

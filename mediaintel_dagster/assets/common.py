@@ -50,6 +50,18 @@ def quarantine_row(context: AssetExecutionContext, stage: str, *, source_uri: st
     }
 
 
+def quarantine_and_audit(context: AssetExecutionContext, lake: LakehouseResource, asset: str, bad: list[dict], *,
+                         code_version: str, model_id: str | None = None) -> list[dict]:
+    """Write ``bad`` (``quarantine_row`` rows) to `quarantine` and return their audit entries
+    (status 'quarantined', one per row, with the file and the quarantine table's version)."""
+    if not bad:
+        return []
+    version = lake.quarantine(bad)
+    return [audit_entry(context, asset, "quarantine", r["media_id"], code_version=code_version, rows=1,
+                        delta_version=version, status="quarantined", model_id=model_id, source_uri=r["source_uri"])
+            for r in bad]
+
+
 def window_media(lake: LakehouseResource, partition: str, columns: list[str] | None = None) -> list[dict]:
     """The `media` rows of content that arrived in this window (via media_sources.arrival_partition).
 

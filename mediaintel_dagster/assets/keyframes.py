@@ -7,12 +7,14 @@ The ``scenes`` table (written by the scenes stage) holds one row per shot with
 
 import os
 from collections import defaultdict
+from dataclasses import dataclass
 from urllib.parse import unquote, urlparse
 
 import numpy as np
 import pyarrow.dataset as pads
 
 from ..resources.lakehouse import LakehouseResource
+from .common import audit_entry, done_media, quarantine_and_audit, window_media
 
 SCENE_COLUMNS = ["media_id", "scene_index", "start_s", "end_s", "keyframe_s", "keyframe_uri"]
 
@@ -80,6 +82,62 @@ def scenes_withdrawn(lake: LakehouseResource, media_ids: list[str]) -> set[str]:
         if r["media_id"] not in newest or r["at"] >= newest[r["media_id"]][0]:
             newest[r["media_id"]] = (r["at"], r["status"])
     return {mid for mid, (_, status) in newest.items() if status == "quarantined"}
+
+
+@dataclass
+class KeyframePlan:
+    """What a keyframe stage does for a window: ``work`` (media with scenes rows, in
+    ``scenes``), ``empty`` (media to record with zero rows: no picture, or shots withdrawn),
+    ``waiting`` (pictures without scenes yet), and the ``done`` media it skips."""
+
+    media: list[dict]
+    done: set[str]
+    work: list[dict]
+    empty: list[str]
+    waiting: list[str]
+    scenes: dict[str, list[dict]]
+
+
+def plan_keyframe_work(context, lake: LakehouseResource, stage: str, *, code_version: str, model_id: str,
+                       force: bool) -> KeyframePlan:
+    """The window's media, less those done after scenes last wrote them (unless ``force``),
+    split by what their scenes rows say."""
+    media = window_media(lake, context.partition_key, columns=["media_id", "kind", "has_video", "duration_s"])
+    ids = [m["media_id"] for m in media]
+    done = set() if force else done_media(lake, stage, ids, code_version=code_version, model_id=model_id,
+                                          after=["scenes"])
+    done -= open_quarantine(lake, stage, sorted(done))
+    todo = [m for m in media if m["media_id"] not in done]
+    scenes = scenes_by_media(lake, [m["media_id"] for m in todo])
+    work, empty, waiting = split_work(todo, scenes)
+    withdrawn = scenes_withdrawn(lake, waiting)
+    if withdrawn:  # their shots are gone: so are the rows made from them
+        context.log.warning(f"{len(withdrawn)} media lost their scenes to quarantine; removing their rows: "
+                            f"{sorted(withdrawn)}")
+        empty += sorted(withdrawn)
+        waiting = [mid for mid in waiting if mid not in withdrawn]
+    if waiting:
+        context.log.info(f"{len(waiting)} media have no scenes rows yet; left for a later run: {waiting}")
+    return KeyframePlan(media=media, done=done, work=work, empty=empty, waiting=waiting, scenes=scenes)
+
+
+def write_keyframe_rows(context, lake: LakehouseResource, stage: str, table: str, rows: list[dict], *,
+                        plan: KeyframePlan, key_suffix: tuple, per_media: dict, failed_media: set[str],
+                        bad: list[dict], ok_uris: list[str], code_version: str, model_id: str) -> tuple[list[str], int | None]:
+    """One replace of ``table`` for every media the plan settled (keys ``(media_id, *key_suffix)``),
+    their audit rows ('partial' when a keyframe was quarantined: the next run retries the
+    media), the quarantine rows, and clearing the quarantine of keyframes that now read.
+    Returns (media written, table version)."""
+    written = [m["media_id"] for m in plan.work] + plan.empty
+    version = lake.replace(table, rows, keys=[(mid, *key_suffix) for mid in written]) if written else None
+    audit = [audit_entry(context, stage, table, mid, code_version=code_version, rows=per_media.get(mid, 0),
+                         delta_version=version, model_id=model_id,
+                         status="partial" if mid in failed_media else "written")
+             for mid in written]
+    audit += quarantine_and_audit(context, lake, stage, bad, code_version=code_version, model_id=model_id)
+    lake.clear_quarantine(stage, ok_uris)
+    lake.audit(audit)
+    return written, version
 
 
 def keyframe_path(uri: str) -> str:

@@ -20,7 +20,7 @@ from ..resources.inbox import stat_file
 from ..resources.lakehouse import utcnow
 from .stage_config import StageConfig
 from ..monitoring.metrics import record_stage
-from .common import Stopwatch, audit_entry, quarantine_row, stage_data_version, window_media
+from .common import Stopwatch, audit_entry, quarantine_and_audit, quarantine_row, stage_data_version, window_media
 
 # Bump when what this stage writes changes: media done with an older version are redone.
 MEDIA_CODE_VERSION = "media@1"
@@ -178,11 +178,7 @@ def media_assets(context: AssetExecutionContext, config: MediaConfig, lake: Lake
         audit += [audit_entry(context, "media_sources", "media_sources", mid, code_version=MEDIA_CODE_VERSION,
                               rows=count, delta_version=sources_version) for mid, count in sorted(per_media.items())]
         lake.clear_quarantine(STAGE, [r["source_uri"] for r in source_rows])
-    if bad:
-        qversion = lake.quarantine(bad)
-        audit += [audit_entry(context, "media", "quarantine", r["media_id"], code_version=MEDIA_CODE_VERSION,
-                              rows=1, delta_version=qversion, status="quarantined",
-                              source_uri=r["source_uri"]) for r in bad]
+    audit += quarantine_and_audit(context, lake, "media", bad, code_version=MEDIA_CODE_VERSION)
     lake.audit(audit)
 
     by_type = Counter(r["error_type"] for r in bad)

@@ -5,15 +5,13 @@ from collections import Counter
 
 from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
 
+from ..checks.stats import table_stats
+from ..lake.schemas import to_arrow
 from ..partitions import arrival_partitions
 from ..resources.lakehouse import LakehouseResource
 from ..resources.ocr import OcrResource
-from ..checks.stats import table_stats
-from ..lake.schemas import to_arrow
-from .common import (MODEL_RESOURCE_KEY, Stopwatch, audit_entry, done_media, quarantine_row, stage_data_version, stage_metadata,
-                     window_media)
-from .keyframes import (KeyframeError, open_keyframe_bgr, open_quarantine, scenes_by_media, scenes_withdrawn,
-                        split_work)
+from .common import MODEL_RESOURCE_KEY, Stopwatch, quarantine_row, stage_data_version, stage_metadata
+from .keyframes import KeyframeError, open_keyframe_bgr, plan_keyframe_work, write_keyframe_rows
 from .stage_config import StageConfig
 
 # Bump when what this stage writes changes (the word-space rule included): media done
@@ -49,22 +47,9 @@ def ocr_text(context: AssetExecutionContext, config: OcrConfig, lake: LakehouseR
     """
     clock = Stopwatch()
     model_id = ocr.model_id
-    media = window_media(lake, context.partition_key, columns=["media_id", "kind", "has_video", "duration_s"])
-    ids = [m["media_id"] for m in media]
-    done = set() if config.force else done_media(lake, STAGE, ids, code_version=OCR_CODE_VERSION,
-                                                 model_id=model_id, after=["scenes"])
-    done -= open_quarantine(lake, STAGE, sorted(done))
-    todo = [m for m in media if m["media_id"] not in done]
-    scenes = scenes_by_media(lake, [m["media_id"] for m in todo])
-    work, empty, waiting = split_work(todo, scenes)
-    withdrawn = scenes_withdrawn(lake, waiting)
-    if withdrawn:  # their shots are gone: so are the rows made from them
-        context.log.warning(f"{len(withdrawn)} media lost their scenes to quarantine; removing their rows: "
-                            f"{sorted(withdrawn)}")
-        empty += sorted(withdrawn)
-        waiting = [mid for mid in waiting if mid not in withdrawn]
-    if waiting:
-        context.log.info(f"{len(waiting)} media have no scenes rows yet; left for a later run: {waiting}")
+    plan = plan_keyframe_work(context, lake, STAGE, code_version=OCR_CODE_VERSION, model_id=model_id,
+                              force=config.force)
+    media, done, work, waiting, scenes = plan.media, plan.done, plan.work, plan.waiting, plan.scenes
 
     rows: list[dict] = []
     bad: list[dict] = []
@@ -103,24 +88,9 @@ def ocr_text(context: AssetExecutionContext, config: OcrConfig, lake: LakehouseR
                 per_media[mid] += 1
         context.log.info(f"[{n}/{len(work)}] {mid}: {len(scenes[mid])} keyframe(s), {per_media[mid]} line(s)")
 
-    written = [m["media_id"] for m in work] + empty
-    version = None
-    if written:
-        version = lake.replace("ocr_text", rows, keys=[(mid,) for mid in written])
-    audit = [
-        audit_entry(context, STAGE, "ocr_text", mid, code_version=OCR_CODE_VERSION, rows=per_media[mid],
-                    delta_version=version, model_id=model_id,
-                    # a media with a quarantined keyframe is not done: the next run retries it
-                    status="partial" if mid in failed_media else "written")
-        for mid in written
-    ]
-    if bad:
-        qversion = lake.quarantine(bad)
-        audit += [audit_entry(context, STAGE, "quarantine", r["media_id"], code_version=OCR_CODE_VERSION, rows=1,
-                              delta_version=qversion, status="quarantined", model_id=model_id,
-                              source_uri=r["source_uri"]) for r in bad]
-    lake.clear_quarantine(STAGE, ok_uris)
-    lake.audit(audit)
+    written, version = write_keyframe_rows(
+        context, lake, STAGE, "ocr_text", rows, plan=plan, key_suffix=(), per_media=per_media,
+        failed_media=failed_media, bad=bad, ok_uris=ok_uris, code_version=OCR_CODE_VERSION, model_id=model_id)
 
     wall = clock.seconds
     confidences = [r["confidence"] for r in rows]

@@ -12,8 +12,8 @@ from ..probe import MediaError
 from ..resources import LakehouseResource
 from ..resources.objects import ObjectStoreResource
 from ..shots import ScanStats, ShotParams, image_keyframe, scan_video
-from .common import (Stopwatch, audit_entry, done_media, quarantine_row, stage_data_version, stage_metadata,
-                     window_media)
+from .common import (Stopwatch, audit_entry, done_media, quarantine_and_audit, quarantine_row, stage_data_version,
+                     stage_metadata, window_media)
 from .stage_config import StageConfig
 
 # Bump when what this stage writes changes: media done with an older version are redone.
@@ -148,11 +148,7 @@ def scenes(context: AssetExecutionContext, config: ScenesConfig, lake: Lakehouse
                          delta_version=version, model_id=detector) for mid, count in sorted(written.items())]
     audit += [audit_entry(context, STAGE, "scenes", m["media_id"], code_version=SCENES_CODE_VERSION, rows=0,
                           delta_version=version, model_id=detector) for m in empty]
-    if bad:
-        qversion = lake.quarantine(bad)
-        audit += [audit_entry(context, STAGE, "quarantine", r["media_id"], code_version=SCENES_CODE_VERSION,
-                              rows=1, delta_version=qversion, status="quarantined", model_id=detector,
-                              source_uri=r["source_uri"]) for r in bad]
+    audit += quarantine_and_audit(context, lake, STAGE, bad, code_version=SCENES_CODE_VERSION, model_id=detector)
     lake.audit(audit)
 
     wall = clock.seconds

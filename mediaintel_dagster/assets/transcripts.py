@@ -13,8 +13,8 @@ from ..probe import MediaError
 from ..resources import LakehouseResource
 from ..resources.whisper import WhisperResource
 from .common import (
-    MODEL_RESOURCE_KEY, Stopwatch, audit_entry, done_media, quarantine_row, stage_data_version, stage_metadata,
-    window_media,
+    MODEL_RESOURCE_KEY, Stopwatch, audit_entry, done_media, quarantine_and_audit, quarantine_row, stage_data_version,
+    stage_metadata, window_media,
 )
 from ..checks.stats import table_stats
 from ..lake.schemas import to_arrow
@@ -116,11 +116,8 @@ def transcript_segments(context: AssetExecutionContext, config: TranscriptsConfi
                               delta_version=version, model_id=model_id) for mid, count in sorted(written.items())]
         uris = [m["source_uri"] for m in todo if m["media_id"] in written]
         lake.clear_quarantine(STAGE, uris)
-    if bad:
-        qversion = lake.quarantine(bad)
-        audit += [audit_entry(context, ASSET, "quarantine", r["media_id"], code_version=TRANSCRIPTS_CODE_VERSION,
-                              rows=1, delta_version=qversion, status="quarantined", model_id=model_id,
-                              source_uri=r["source_uri"]) for r in bad]
+    audit += quarantine_and_audit(context, lake, ASSET, bad, code_version=TRANSCRIPTS_CODE_VERSION,
+                                  model_id=model_id)
     lake.audit(audit)
 
     flagged = {k.split(":", 1)[1]: v for k, v in stats.items() if k.startswith("flag:")}
