@@ -62,6 +62,19 @@ def quarantine_and_audit(context: AssetExecutionContext, lake: LakehouseResource
             for r in bad]
 
 
+def quarantined_media(lake: LakehouseResource, stage: str, media_ids: Iterable[str],
+                      code_version: str | None = None) -> set[str]:
+    """Media among ``media_ids`` with an open `quarantine` row for ``stage`` (written by
+    ``code_version``, when given)."""
+    ids = sorted(set(media_ids))
+    if not ids:
+        return set()
+    flt = (pads.field("stage") == stage) & pads.field("media_id").isin(ids)
+    if code_version is not None:
+        flt = flt & (pads.field("code_version") == code_version)
+    return set(lake.read("quarantine", columns=["media_id"], filter=flt).column("media_id").to_pylist())
+
+
 def window_media(lake: LakehouseResource, partition: str, columns: list[str] | None = None) -> list[dict]:
     """The `media` rows of content that arrived in this window (via media_sources.arrival_partition).
 

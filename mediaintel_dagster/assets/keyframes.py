@@ -14,7 +14,7 @@ import numpy as np
 import pyarrow.dataset as pads
 
 from ..resources.lakehouse import LakehouseResource
-from .common import audit_entry, done_media, quarantine_and_audit, window_media
+from .common import audit_entry, done_media, quarantine_and_audit, quarantined_media, window_media
 
 SCENE_COLUMNS = ["media_id", "scene_index", "start_s", "end_s", "keyframe_s", "keyframe_uri"]
 
@@ -36,15 +36,6 @@ def scenes_by_media(lake: LakehouseResource, media_ids: list[str]) -> dict[str, 
     for rows in out.values():
         rows.sort(key=lambda r: r["scene_index"])
     return out
-
-
-def open_quarantine(lake: LakehouseResource, stage: str, media_ids: list[str]) -> set[str]:
-    """Media with a keyframe still in quarantine for ``stage``: not done, whatever an
-    earlier audit row says, so every run retries them until the keyframe reads."""
-    if not media_ids:
-        return set()
-    flt = (pads.field("stage") == stage) & pads.field("media_id").isin(sorted(set(media_ids)))
-    return set(lake.read("quarantine", columns=["media_id"], filter=flt).column("media_id").to_pylist())
 
 
 def split_work(media: list[dict], scenes: dict[str, list[dict]]) -> tuple[list[dict], list[str], list[str]]:
@@ -106,7 +97,9 @@ def plan_keyframe_work(context, lake: LakehouseResource, stage: str, *, code_ver
     ids = [m["media_id"] for m in media]
     done = set() if force else done_media(lake, stage, ids, code_version=code_version, model_id=model_id,
                                           after=["scenes"])
-    done -= open_quarantine(lake, stage, sorted(done))
+    # A media with a keyframe still in quarantine is not done, whatever an earlier audit row
+    # says: every run retries it until the keyframe reads.
+    done -= quarantined_media(lake, stage, done)
     todo = [m for m in media if m["media_id"] not in done]
     scenes = scenes_by_media(lake, [m["media_id"] for m in todo])
     work, empty, waiting = split_work(todo, scenes)

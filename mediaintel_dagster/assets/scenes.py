@@ -3,7 +3,6 @@
 import os
 from collections import Counter
 
-import pyarrow.dataset as pads
 from dagster import AssetExecutionContext, AssetKey, MaterializeResult, MetadataValue, asset
 from pydantic import Field
 
@@ -12,8 +11,8 @@ from ..probe import MediaError
 from ..resources import LakehouseResource
 from ..resources.objects import ObjectStoreResource
 from ..shots import ScanStats, ShotParams, image_keyframe, scan_video
-from .common import (Stopwatch, audit_entry, done_media, quarantine_and_audit, quarantine_row, stage_data_version,
-                     stage_metadata, window_media)
+from .common import (Stopwatch, audit_entry, done_media, quarantine_and_audit, quarantine_row, quarantined_media,
+                     stage_data_version, stage_metadata, window_media)
 from .stage_config import StageConfig
 
 # Bump when what this stage writes changes: media done with an older version are redone.
@@ -71,10 +70,7 @@ def scenes(context: AssetExecutionContext, config: ScenesConfig, lake: Lakehouse
     done = set() if config.force else done_media(lake, STAGE, ids, code_version=SCENES_CODE_VERSION,
                                                    model_id=detector)
     # A media this code already failed on is not retried: new bytes are a new media_id.
-    stuck = set() if config.force or not ids else set(lake.read(
-        "quarantine", columns=["media_id"],
-        filter=(pads.field("stage") == STAGE) & pads.field("media_id").isin(ids)
-        & (pads.field("code_version") == SCENES_CODE_VERSION)).column("media_id").to_pylist())
+    stuck = set() if config.force else quarantined_media(lake, STAGE, ids, code_version=SCENES_CODE_VERSION)
 
     rows: list[dict] = []
     written: dict[str, int] = {}  # media_id -> rows
