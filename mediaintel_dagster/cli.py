@@ -173,7 +173,7 @@ def search(query: str, k: int = 10, fmt: str = "table", kinds: list[str] | None 
 
 
 def demo(folder: str | None = None) -> int:
-    from .samples import make_demo_set
+    from .media.samples import make_demo_set
 
     t0 = time.perf_counter()
     target = Path(folder) if folder else Path(config.inbox_roots()[0]) / "demo"

@@ -1,14 +1,11 @@
-"""Where things live, from the environment.
+"""Every setting read from the environment, in one place.
 
-One place reads the environment so that the CLI, `dagster dev` and the tests agree.
-
-- ``MEDIAINTEL_HOME``   working folder for the embedded default (default ``./.mediaintel``)
-- ``MEDIAINTEL_LAKE``   root of the Delta tables (default ``$MEDIAINTEL_HOME/lake``; ``s3://...`` in production)
-- ``MEDIAINTEL_INBOX``  folder(s) the inbox sensor watches, ``os.pathsep``-separated (default ``$MEDIAINTEL_HOME/inbox``)
-- ``MEDIAINTEL_OBJECTS`` keyframes and other derived blobs (default ``$MEDIAINTEL_HOME/objects``)
-- ``DAGSTER_HOME``      Dagster instance (default ``$MEDIAINTEL_HOME/dagster``)
-- ``MEDIAINTEL_PARTITION_START`` first arrival date (default ``2024-01-01``)
-- ``MEDIAINTEL_SHARDS`` number of static shards per arrival date (default ``4``)
+The CLI, `dagster dev`, the sensors, the checks and the tests all read settings through
+this module (a test fails if another module reads ``os.environ``), so what a deployment
+can set is this table, and the README's configuration section is generated from the same
+words. Values are read when asked for, never frozen at import. Resources take their
+deploy values from here (or from Dagster ``EnvVar`` in the production resource set,
+``definitions.RESOURCES``).
 """
 
 from __future__ import annotations
@@ -16,36 +13,106 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
+# name -> (default, meaning). None: unset by default.
+SETTINGS: dict[str, tuple[str | None, str]] = {
+    "MEDIAINTEL_DEPLOYMENT": ("local", "which resource set build_defs uses: `local` (embedded default) or `production`"),
+    "MEDIAINTEL_HOME": (".mediaintel", "working folder of the embedded default"),
+    "MEDIAINTEL_LAKE": (None, "Delta tables root (default `$MEDIAINTEL_HOME/lake`; `s3://bucket/prefix` in production)"),
+    "MEDIAINTEL_INBOX": (None, "folder(s) the inbox sensor watches, `:`-separated (default `$MEDIAINTEL_HOME/inbox`)"),
+    "MEDIAINTEL_OBJECTS": (None, "keyframes and other derived blobs (default `$MEDIAINTEL_HOME/objects`)"),
+    "MEDIAINTEL_MODELS": (None, "where packaged models are assembled once (default `$MEDIAINTEL_HOME/models`)"),
+    "MEDIAINTEL_CLIP_PRETRAINED": ("laion2b_s34b_b79k", "OpenCLIP tag (looked up in the HF cache) or a checkpoint file path"),
+    "DAGSTER_HOME": (None, "Dagster instance (default `$MEDIAINTEL_HOME/dagster`)"),
+    "MEDIAINTEL_PARTITION_START": ("2024-01-01", "first arrival date"),
+    "MEDIAINTEL_SHARDS": ("4", "shards per arrival date (changing it re-maps files to windows: pick once)"),
+    "MEDIAINTEL_EXECUTOR": ("in_process", "`in_process`, `multiprocess` or `k8s` (a pod per step)"),
+    "MEDIAINTEL_CHECKS_ENGINE": ("ge", "`ge` (Great Expectations) or `arrow` (the same rules without GE)"),
+    "MEDIAINTEL_LOG_FORMAT": ("text", "`json`: one JSON object per log line"),
+    "MEDIAINTEL_METRICS": ("", "`prometheus`: stage and sensor gauges"),
+    "MEDIAINTEL_PROMETHEUS_TEXTFILE_DIR": (None, "node_exporter textfile folder for the gauges"),
+    "MEDIAINTEL_PROMETHEUS_PUSHGATEWAY": (None, "host:port of a Pushgateway"),
+    "MEDIAINTEL_PROMETHEUS_PORT": (None, "serve the gauges over HTTP on this port"),
+    "MEDIAINTEL_PROMETHEUS_ADDR": ("127.0.0.1", "address of that HTTP endpoint"),
+    "MEDIAINTEL_CHECK_TIME_TOLERANCE_S": ("0.25", "contract checks: slack on times against the media's duration"),
+    "MEDIAINTEL_ALLOWED_LANGUAGES": (None, "contract checks: comma-separated language codes (default: Whisper's)"),
+    "MEDIAINTEL_EMBEDDING_DIMS": (None, "contract checks: `model_id=dim,...` for models the checks do not know"),
+    "MEDIAINTEL_UNIT_NORM_MODELS": (None, "contract checks: model_id prefixes whose vectors must have norm 1"),
+    "MEDIAINTEL_DRIFT_REFERENCE_DAYS": ("7", "drift checks: dates in the reference window"),
+    "MEDIAINTEL_DRIFT_MIN_ROWS": ("5", "drift checks: fewer rows on either side pass with a note"),
+    "MEDIAINTEL_DRIFT_LANGUAGE_TVD": ("0.3", "drift: language-mix total variation threshold"),
+    "MEDIAINTEL_DRIFT_LOGPROB_SHIFT": ("0.25", "drift: ASR mean avg_logprob shift threshold"),
+    "MEDIAINTEL_DRIFT_OCR_CONFIDENCE_SHIFT": ("0.15", "drift: OCR mean confidence shift threshold"),
+    "MEDIAINTEL_DRIFT_CENTROID_COSINE": ("0.2", "drift: embedding centroid cosine distance threshold"),
+    "HF_HUB_OFFLINE": ("1", "`0` lets OpenCLIP download weights at run time; nothing else ever downloads"),
+    "CUDA_VISIBLE_DEVICES": (None, "`` or `-1` hides GPUs from the device detection"),
+}
+
+
+def get(name: str) -> str | None:
+    """The setting's value from the environment, or its default (unknown names fail)."""
+    try:
+        default = SETTINGS[name][0]
+    except KeyError:
+        raise KeyError(f"{name} is not a mediaintel setting; add it to config.SETTINGS") from None
+    value = os.environ.get(name)
+    # An empty value means "unset" where there is a default (MEDIAINTEL_SHARDS=""), and
+    # stays empty where emptiness itself means something (CUDA_VISIBLE_DEVICES="").
+    if value is None or (value == "" and default is not None):
+        return default
+    return value
+
+
+def get_float(name: str) -> float:
+    return float(get(name))
+
+
+def get_int(name: str) -> int:
+    return int(get(name))
+
 
 def home() -> Path:
-    return Path(os.environ.get("MEDIAINTEL_HOME", ".mediaintel")).absolute()
+    return Path(get("MEDIAINTEL_HOME") or ".mediaintel").absolute()
 
 
 def lake_root() -> str:
-    value = os.environ.get("MEDIAINTEL_LAKE")
-    return value if value else str(home() / "lake")
+    return get("MEDIAINTEL_LAKE") or str(home() / "lake")
 
 
 def inbox_roots() -> list[str]:
-    value = os.environ.get("MEDIAINTEL_INBOX")
+    value = get("MEDIAINTEL_INBOX")
     if value:
         return [p for p in value.split(os.pathsep) if p]
     return [str(home() / "inbox")]
 
 
 def objects_root() -> str:
-    value = os.environ.get("MEDIAINTEL_OBJECTS")
-    return value if value else str(home() / "objects")
+    return get("MEDIAINTEL_OBJECTS") or str(home() / "objects")
+
+
+def models_root() -> str:
+    return get("MEDIAINTEL_MODELS") or str(home() / "models")
 
 
 def dagster_home() -> Path:
-    value = os.environ.get("DAGSTER_HOME")
+    value = get("DAGSTER_HOME")
     return Path(value).absolute() if value else home() / "dagster"
 
 
 def partition_start() -> str:
-    return os.environ.get("MEDIAINTEL_PARTITION_START", "2024-01-01")
+    return get("MEDIAINTEL_PARTITION_START")
 
 
 def shard_count() -> int:
-    return int(os.environ.get("MEDIAINTEL_SHARDS", "4"))
+    return get_int("MEDIAINTEL_SHARDS")
+
+
+def deployment() -> str:
+    name = (get("MEDIAINTEL_DEPLOYMENT") or "local").strip().lower()
+    if name not in ("local", "production"):
+        raise ValueError(f"MEDIAINTEL_DEPLOYMENT={name!r}: expected local or production")
+    return name
+
+
+def hub_offline() -> bool:
+    """True unless the user allowed hub downloads: a pipeline run must not wait on DNS."""
+    return (get("HF_HUB_OFFLINE") or "1") not in ("0", "false", "False")

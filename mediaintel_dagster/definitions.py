@@ -1,18 +1,21 @@
-"""The code location: assets, jobs, sensors and the resources of the embedded default.
+"""The code location: assets, checks, jobs, sensors and the resources of each deployment.
 
 `dagster dev` (workspace.yaml) and the `mediaintel` CLI both load ``defs`` from here.
-Production swaps resources by configuration (dagster.yaml, environment), not code.
+Resources are chosen per deployment in one place (``RESOURCES``, picked by
+``MEDIAINTEL_DEPLOYMENT``); the asset code is the same everywhere.
 """
 
 from __future__ import annotations
 
-from dagster import Definitions
+from dagster import AssetKey, AssetSpec, Definitions, EnvVar
 
-from .assets import media_assets, ocr_text, scene_embeddings, scenes, text_embeddings, transcript_segments
-from .assets.common import apply_model_versions
+from . import config
+from .assets import STAGES, bookkeeping_specs
+from .assets.stage import apply_model_versions
 from .checks import build_checks
 from .jobs import executor_from_env, ingest_job
 from .monitoring.logs import dagster_loggers
+from .partitions import arrival_partitions_def
 from .resources import (
     ClipResource, LakehouseResource, LocalInboxResource, ObjectStoreResource, OcrResource, TextEmbedderResource,
     WhisperResource,
@@ -20,18 +23,48 @@ from .resources import (
 from .sensors import inbox_sensor
 
 
-def build_defs(resources: dict | None = None) -> Definitions:
-    """Definitions with the default resources, or the given ones (tests, the CLI)."""
-    default = {"lake": LakehouseResource(), "inbox": LocalInboxResource(), "objects": ObjectStoreResource(),
-               "ocr": OcrResource(), "clip": ClipResource(), "whisper": WhisperResource(),
-               "text_embedder": TextEmbedderResource()}
-    resources = {**default, **(resources or {})}
-    # A model stage's code_version carries its configured model_id: a model change shows
-    # the stage and its downstream stale in the UI (docs/trust.md, "Lineage").
-    assets = [apply_model_versions(a, resources) for a in [media_assets, scenes, ocr_text, scene_embeddings,
-                                                                transcript_segments, text_embeddings]]
+def _models() -> dict:
+    return {"ocr": OcrResource(), "clip": ClipResource(), "whisper": WhisperResource(),
+            "text_embedder": TextEmbedderResource()}
+
+
+# One resource set per deployment (the way hooli-data-eng-pipelines keeps one dict per
+# environment). `local` reads the embedded default's folders from config; `production`
+# takes its deploy values from the environment of the code server and of every run pod
+# through Dagster EnvVar (shown, not resolved, in the UI), and credentials never appear
+# here: delta-rs and boto read AWS_* from that same environment.
+RESOURCES = {
+    "local": lambda: {"lake": LakehouseResource(), "inbox": LocalInboxResource(), "objects": ObjectStoreResource(),
+                      **_models()},
+    "production": lambda: {"lake": LakehouseResource(root=EnvVar("MEDIAINTEL_LAKE")),
+                           "inbox": LocalInboxResource(roots=[EnvVar("MEDIAINTEL_INBOX")]),
+                           "objects": ObjectStoreResource(root=EnvVar("MEDIAINTEL_OBJECTS")),
+                           **_models()},
+}
+
+
+def build_defs(resources: dict | None = None, deployment: str | None = None) -> Definitions:
+    """Definitions with the deployment's resources (default ``MEDIAINTEL_DEPLOYMENT``), the
+    given ones overriding them (tests, the CLI). Assets and checks are built here, with the
+    partitions of the current configuration."""
+    resources = {**RESOURCES[deployment or config.deployment()](), **(resources or {})}
+    partitions = arrival_partitions_def()
+    # A model stage's code_version carries its configured (logical) model_id: a model
+    # change shows the stage and its downstream stale in the UI (docs/trust.md, "Lineage").
+    assets = [apply_model_versions(stage.asset(partitions), resources) for stage in STAGES]
+    table_writers = [s.name for s in STAGES if s.table == "embeddings"]
     return Definitions(
-        assets=assets,
+        assets=[
+            *assets,
+            # The bookkeeping every stage writes, and the table two stages share, as assets
+            # of the graph: lineage from every writer, materializations reported by them.
+            *bookkeeping_specs([s.name for s in STAGES], partitions),
+            AssetSpec("embeddings", deps=[AssetKey(k) for k in table_writers], group_name="search",
+                      kinds={"delta"}, partitions_def=partitions,
+                      description="The shared vector table (Delta `embeddings`): scene vectors from "
+                                  "scene_embeddings and text vectors from text_embeddings, keyed by media_id, "
+                                  "item_kind, item_index and model_id."),
+        ],
         # Contract checks (blocking) and drift checks (WARN) for every table-writing asset.
         asset_checks=build_checks(assets),
         loggers=dagster_loggers(),

@@ -9,7 +9,7 @@ The executor is configuration, not code (``MEDIAINTEL_EXECUTOR``):
   ``GPU_OP_TAGS`` get a GPU and land on the ``gpu`` node pool (k8s/values.yaml).
 """
 
-import os
+from . import config
 
 from dagster import AssetSelection, ExecutorDefinition, define_asset_job, in_process_executor, multiprocess_executor
 
@@ -33,7 +33,7 @@ GPU_OP_TAGS = {
 
 
 def executor_from_env() -> ExecutorDefinition:
-    name = os.environ.get("MEDIAINTEL_EXECUTOR", "in_process")
+    name = config.get("MEDIAINTEL_EXECUTOR")
     if name == "in_process":
         return in_process_executor
     if name == "multiprocess":

@@ -18,6 +18,7 @@ the same shard.
 from __future__ import annotations
 
 import datetime as dt
+import functools
 import hashlib
 
 from dagster import (
@@ -37,20 +38,31 @@ def _start() -> dt.date:
     return dt.date.fromisoformat(config.partition_start())
 
 
-# Read once: the shard of a file and the partitions the UI shows must agree in a process.
-SHARDS = config.shard_count()
+@functools.lru_cache(maxsize=None)
+def _partitions(start: str, shards: int) -> MultiPartitionsDefinition:
+    return MultiPartitionsDefinition(
+        {
+            # end_offset=1: today's window exists while files are still arriving in it.
+            DATE_DIM: DailyPartitionsDefinition(start_date=start, end_offset=1, timezone="UTC"),
+            SHARD_DIM: StaticPartitionsDefinition([str(i) for i in range(shards)]),
+        }
+    )
 
-arrival_partitions = MultiPartitionsDefinition(
-    {
-        # end_offset=1: today's window exists while files are still arriving in it.
-        DATE_DIM: DailyPartitionsDefinition(start_date=config.partition_start(), end_offset=1, timezone="UTC"),
-        SHARD_DIM: StaticPartitionsDefinition([str(i) for i in range(SHARDS)]),
-    }
-)
+
+def arrival_partitions_def() -> MultiPartitionsDefinition:
+    """The arrival-window partitions of the current configuration (MEDIAINTEL_PARTITION_START,
+    MEDIAINTEL_SHARDS), read when called: ``build_defs`` builds every asset and check with
+    it, and ``shard_of`` reads the same setting, so the two agree in any process."""
+    return _partitions(config.partition_start(), config.shard_count())
+
+
+# The partitions of the configuration at import, for the module-level asset objects that
+# scripts and tests use directly; the code location (build_defs) builds its own.
+arrival_partitions = arrival_partitions_def()
 
 
 def shard_of(source_uri: str, shards: int | None = None) -> str:
-    shards = shards or SHARDS
+    shards = shards or config.shard_count()
     return str(int(hashlib.sha256(source_uri.encode("utf-8")).hexdigest()[:8], 16) % shards)
 
 

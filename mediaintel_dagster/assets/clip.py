@@ -1,90 +1,36 @@
 """Image-embedding stage: one vector per scene keyframe of the window's media -> `embeddings`
 (item_kind 'scene')."""
 
-from collections import Counter
-
 import numpy as np
-from dagster import AssetExecutionContext, MaterializeResult, MetadataValue, asset
+from dagster import MetadataValue
 
-from ..checks.keys import ROWS_KEY, TABLE_KEY
-from ..checks.stats import table_stats
-from ..jobs import GPU_OP_TAGS, GPU_POOL
-from ..lake.schemas import to_arrow
-from ..partitions import arrival_partitions
-from ..resources.clip import ClipResource
-from ..resources.lakehouse import LakehouseResource
-from .common import MODEL_RESOURCE_KEY, Stopwatch, quarantine_row, stage_data_version, stage_metadata
-from .keyframes import KeyframeError, open_keyframe_pil, plan_keyframe_work, write_keyframe_rows
-from .stage_config import StageConfig
+from ..media.errors import ErrorCode, MediaError
+from ..media.keyframes import open_keyframe_pil
+from .scenes import scenes_by_media
+from .stage import Outcome, Stage, StageRun, Stopwatch
 
-SCENE_EMBEDDINGS_CODE_VERSION = "scene_embeddings@1"
-STAGE = "scene_embeddings"
 ITEM_KIND = "scene"
 
 
-class SceneEmbeddingsConfig(StageConfig):
-    """``force``: embed every keyframe of the window again, even media already done."""
-
-
-@asset(
-    name="scene_embeddings",
-    deps=["scenes"],
-    partitions_def=arrival_partitions,
-    code_version=SCENE_EMBEDDINGS_CODE_VERSION,
-    group_name="visual",
-    kinds={"delta", "pytorch"},
-    pool=GPU_POOL,
-    op_tags=GPU_OP_TAGS,
-    # Checked as the `embeddings` table, on this stage's rows only; the CLIP model id
-    # joins the code version (a model change shows the asset stale).
-    metadata={TABLE_KEY: "embeddings", ROWS_KEY: {"item_kind": [ITEM_KIND]}, MODEL_RESOURCE_KEY: "clip"},
-)
-def scene_embeddings(context: AssetExecutionContext, config: SceneEmbeddingsConfig, lake: LakehouseResource,
-                     clip: ClipResource) -> MaterializeResult:
-    """One L2-normalised float32 vector per scene keyframe, in the Delta table `embeddings`
-    (item_kind 'scene', item_index = scene_index, model_id, vector).
-
-    The model is OpenCLIP (default ViT-B-32 laion2b_s34b_b79k; model_id
-    `open_clip/<arch>@<tag or sha256 of the weights file>`) when its weights are on this
-    machine. When they are not, the run says so in a warning and uses the declared fallback
-    `mediaintel/image-features-v1` (colour, edge and layout features: good for similar-image
-    search, not for text search); its model_id is on every row, so vectors never mix.
-    Keyframes of all the window's media go through the model in batches of `batch_size`,
-    on the GPU when there is one. A missing or undecodable keyframe gets a `quarantine`
-    row and its media is retried on the next run.
-    """
-    clock = Stopwatch()
+def embed_keyframes(run: StageRun, todo: list[dict]):
+    """Every keyframe of the run in one list, in batches of ``clip.batch_size`` that span
+    media: a window of many short clips fills the GPU as well as one long film does."""
+    clip = run.model
     embedder = clip.embedder()
-    model_id = embedder.model_id
-    plan = plan_keyframe_work(context, lake, STAGE, code_version=SCENE_EMBEDDINGS_CODE_VERSION, model_id=model_id,
-                              force=config.force)
-    media, done, work, waiting, scenes = plan.media, plan.done, plan.work, plan.waiting, plan.scenes
-
-    # Every keyframe of the run in one list, so that batches span media: a window of many
-    # short clips fills the GPU as well as one long film does.
-    items = [(m["media_id"], scene) for m in work for scene in scenes[m["media_id"]]]
-    if embedder.is_fallback and items:  # said once per run that embeds, not on no-op reruns
-        context.log.warning(f"CLIP weights are not available; embedding with the fallback {model_id}. "
-                            f"{embedder.reason}")
+    scenes = scenes_by_media(run.lake, [m["media_id"] for m in todo])
+    items = [(m["media_id"], scene) for m in todo for scene in scenes.get(m["media_id"], [])]
     batch_size = max(1, int(clip.batch_size))
-    rows: list[dict] = []
-    bad: list[dict] = []
-    ok_uris: list[str] = []
-    failed_media: set[str] = set()
-    per_media = Counter()
+    rows: dict[str, list] = {m["media_id"]: [] for m in todo}
+    errors: dict[str, list] = {m["media_id"]: [] for m in todo}
     batch_sizes: list[int] = []
-    embed_seconds = 0.0
     for start in range(0, len(items), batch_size):
-        chunk = items[start:start + batch_size]
         images, kept = [], []
-        for mid, scene in chunk:
+        for mid, scene in items[start:start + batch_size]:
             try:
                 images.append(open_keyframe_pil(scene["keyframe_uri"]))
                 kept.append((mid, scene))
-            except KeyframeError as err:
-                bad.append(_quarantine(context, scene["keyframe_uri"], mid, err.error_type, err.message))
-                failed_media.add(mid)
-                context.log.warning(f"quarantined keyframe {scene['keyframe_uri']} of {mid}: {err.message}")
+            except MediaError as err:
+                errors[mid].append((scene["keyframe_uri"], err))
         if not images:
             continue
         t = Stopwatch()
@@ -92,54 +38,54 @@ def scene_embeddings(context: AssetExecutionContext, config: SceneEmbeddingsConf
             vectors = embedder.embed(images)
         except Exception as exc:  # a failed batch quarantines its keyframes; the run goes on
             for mid, scene in kept:
-                bad.append(_quarantine(context, scene["keyframe_uri"], mid, "embed_failed",
-                                       f"{type(exc).__name__}: {exc}"))
-                failed_media.add(mid)
-            context.log.warning(f"embedding a batch of {len(images)} keyframes failed: {exc}")
+                errors[mid].append((scene["keyframe_uri"],
+                                    MediaError(ErrorCode.MODEL_FAILED, f"{type(exc).__name__}: {exc}")))
+            run.log.warning(f"embedding a batch of {len(images)} keyframes failed: {exc}")
             continue
-        embed_seconds += t.seconds
+        run.model_seconds += t.seconds
         batch_sizes.append(len(images))
-        context.log.info(f"batch {len(batch_sizes)}: {len(images)} keyframe(s) in {t.seconds:.2f}s")
+        run.log.info(f"batch {len(batch_sizes)}: {len(images)} keyframe(s) in {t.seconds:.2f}s")
         for (mid, scene), vec in zip(kept, vectors):
-            rows.append({"media_id": mid, "item_kind": ITEM_KIND, "item_index": scene["scene_index"],
-                         "model_id": model_id, "vector": np.asarray(vec, dtype=np.float32).tolist()})
-            ok_uris.append(scene["keyframe_uri"])
-            per_media[mid] += 1
-
-    written, version = write_keyframe_rows(
-        context, lake, STAGE, "embeddings", rows, plan=plan, key_suffix=(ITEM_KIND, model_id), per_media=per_media,
-        failed_media=failed_media, bad=bad, ok_uris=ok_uris, code_version=SCENE_EMBEDDINGS_CODE_VERSION,
-        model_id=model_id)
-
-    norms = np.linalg.norm(np.asarray([r["vector"] for r in rows], dtype=np.float32), axis=1) if rows else None
-    wall = clock.seconds
-    by_media = {m["media_id"]: m for m in media}
-    on_gpu = str(embedder.device).startswith("cuda")
-    return MaterializeResult(
-        data_version=stage_data_version(SCENE_EMBEDDINGS_CODE_VERSION, model_id, [m["media_id"] for m in media]),
-        metadata=stage_metadata(
-        window_media_count=len(media), processed=len(written), skipped_done=len(done), failed=len(failed_media),
-        rows=len(rows), media_seconds=sum(by_media[mid].get("duration_s") or 0.0 for mid in written),
-        wall_seconds=wall, delta_version=version if version is not None else lake.version("embeddings"),
-        model_id=model_id, cpu_seconds=clock.cpu_seconds, gpu_seconds=embed_seconds if on_gpu else None,
-        asset=STAGE, partition=context.partition_key,
-        **table_stats("embeddings", to_arrow("embeddings", rows)),
-        fallback=embedder.is_fallback,
-        device=embedder.device,
-        dim=int(embedder.dim),
-        keyframes=len(rows),
-        keyframes_per_second=round(len(rows) / embed_seconds, 2) if embed_seconds > 0 else 0.0,
-        batch_size=batch_size,
-        batches=len(batch_sizes),
-        batch_sizes=MetadataValue.json(batch_sizes),
-        norm_min=round(float(norms.min()), 6) if norms is not None else None,
-        norm_max=round(float(norms.max()), 6) if norms is not None else None,
-        keyframes_quarantined=len(bad),
-        quarantined_by_type=MetadataValue.json(dict(Counter(r["error_type"] for r in bad))),
-        media_waiting_for_scenes=len(waiting),
-    ))
+            rows[mid].append({"media_id": mid, "item_kind": ITEM_KIND, "item_index": scene["scene_index"],
+                              "model_id": embedder.model_id, "vector": np.asarray(vec, dtype=np.float32).tolist()})
+    run.metadata.update(fallback=embedder.is_fallback, dim=int(embedder.dim), batches=len(batch_sizes),
+                        batch_sizes=MetadataValue.json(batch_sizes))
+    for m in todo:
+        mid = m["media_id"]
+        for uri, err in errors[mid]:
+            run.log.warning(f"quarantined keyframe {uri} of {mid}: {err.message}")
+        ok = [s["keyframe_uri"] for s in scenes.get(mid, []) if s["keyframe_uri"] not in {u for u, _ in errors[mid]}]
+        yield Outcome(mid, rows=rows[mid], item_errors=errors[mid], ok_items=ok, media_seconds=m.get("duration_s") or 0.0)
 
 
-def _quarantine(context, uri: str, media_id: str, error_type: str, message: str) -> dict:
-    return quarantine_row(context, STAGE, source_uri=uri, error_type=error_type, message=message,
-                          code_version=SCENE_EMBEDDINGS_CODE_VERSION, media_id=media_id)
+def summarize(run: StageRun, rows) -> dict:
+    if not rows.num_rows:
+        return {}
+    norms = np.linalg.norm(np.asarray(rows.column("vector").to_pylist(), dtype=np.float32), axis=1)
+    return {"keyframes": rows.num_rows,
+            "keyframes_per_second": round(rows.num_rows / run.model_seconds, 2) if run.model_seconds else 0.0,
+            "norm_min": round(float(norms.min()), 6) if len(norms) else None,
+            "norm_max": round(float(norms.max()), 6) if len(norms) else None}
+
+
+SCENE_EMBEDDINGS = Stage(
+    name="scene_embeddings", table="embeddings", code_version="scene_embeddings@1", group="visual",
+    description=(
+        "One L2-normalised float32 vector per scene keyframe, in the Delta table `embeddings` (item_kind "
+        "'scene', item_index = scene_index, model_id, vector). The configured model is OpenCLIP (default "
+        "ViT-B-32 laion2b_s34b_b79k; model_id `open_clip/<arch>@<tag or sha256 of the weights file>`). Where "
+        "its weights are not on the machine, the routing decision (recorded in audit_log.model_route) runs "
+        "the declared fallback `mediaintel/image-features-v1` (colour, edge and layout features: good for "
+        "similar-image search, not for text search); the model_id on every row says which ran, so vectors "
+        "never mix, and installing the weights later upgrades the fallback's rows. Keyframes of all the "
+        "window's media go through the model in batches of `batch_size`, on the GPU when there is one. A "
+        "missing or undecodable keyframe gets a `quarantine` row; its media is retried by the retry rule."
+    ),
+    compute=embed_keyframes, batch=True, model="clip", deps=("scenes", "keyframes"), after=("scenes",),
+    media_columns=("media_id", "source_uri", "kind", "has_video", "duration_s"),
+    # The rows of the model that runs here: another model's vectors of the media stay.
+    replace_keys=lambda run, mid: [(mid, ITEM_KIND, run.model.route()[0])],
+    summarize=summarize, kinds=("delta", "pytorch"), gpu=True, check_rows={"item_kind": [ITEM_KIND]},
+)
+SCENE_EMBEDDINGS_CODE_VERSION = SCENE_EMBEDDINGS.code_version
+scene_embeddings = SCENE_EMBEDDINGS.asset()

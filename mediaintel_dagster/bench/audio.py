@@ -60,7 +60,7 @@ def make_speech_loop(path: Path, minutes: float, rate: int = 16000) -> Path:
     """An AAC file of ``minutes`` of espeak-ng speech (one paragraph, repeated)."""
     import av
 
-    from ..samples import _add_audio_stream, _AudioFeeder, _resample, synthesize_speech
+    from ..media.samples import _add_audio_stream, _AudioFeeder, _resample, synthesize_speech
 
     pcm, src_rate = synthesize_speech(PARAGRAPH)
     one = _resample(pcm, src_rate, rate)
@@ -135,7 +135,7 @@ def child_stage(file: str, home: str) -> dict:
 
 def child_decode(file: str, which: str) -> dict:
     if which == "stage":
-        from ..audio import decode_audio
+        from ..media.audio import decode_audio
     else:
         from faster_whisper.audio import decode_audio
     base = current_rss_mb()

@@ -32,8 +32,8 @@ from pathlib import Path
 
 import av
 
-from ..samples import STYLES, Shot, make_video
-from ..shots import ScanStats, ShotParams, scan_video
+from ..media.samples import STYLES, Shot, make_video
+from ..media.shots import ScanStats, ShotParams, scan_video
 
 TOLERANCE_S = 0.3
 _CAPTIONS = ["BREAKING NEWS", "CITY CENTER", "WEATHER", "SPORTS", "MARKETS", "TRAFFIC", None, None]

@@ -24,7 +24,7 @@ CAPTIONS = [
 
 
 def make_keyframes(folder: Path, n: int) -> list[Path]:
-    from ..samples import make_image
+    from ..media.samples import make_image
 
     rng = np.random.default_rng(0)
     paths = []
@@ -40,7 +40,7 @@ def _rate(n: int, seconds: float) -> str:
 
 
 def bench_ocr(paths: list[Path]) -> dict:
-    from ..assets.keyframes import open_keyframe_bgr
+    from ..media.keyframes import open_keyframe_bgr
     from ..resources.ocr import OcrResource
 
     ocr = OcrResource()

@@ -21,7 +21,6 @@ with a note instead of warning on noise.
 # No `from __future__ import annotations`: Dagster reads the check functions' signatures.
 
 import datetime as dt
-import os
 from collections import Counter
 from collections.abc import Callable
 
@@ -37,13 +36,15 @@ from dagster import (
     MultiPartitionKey,
 )
 
-from ..partitions import DATE_DIM, SHARD_DIM, SHARDS, split_key
+from .. import config
+from ..partitions import DATE_DIM, SHARD_DIM, split_key
 from ..resources.lakehouse import LakehouseResource
-from .decorator import partitioned_check
+from .decorator import partitioned_check, reused_result, written_fingerprint
+from .keys import FINGERPRINT_KEY
 
 
 def _env_float(name: str, default: float) -> float:
-    return float(os.environ.get(name, default))
+    return config.get_float(name)
 
 
 # ---- the measures (pure functions) ---------------------------------------------------
@@ -93,7 +94,7 @@ class DriftResult:
 
 
 def _min_rows() -> int:
-    return int(os.environ.get("MEDIAINTEL_DRIFT_MIN_ROWS", "5"))
+    return config.get_int("MEDIAINTEL_DRIFT_MIN_ROWS")
 
 
 def language_drift(current: pa.Table, reference: pa.Table, threshold: float | None = None) -> DriftResult:
@@ -172,11 +173,11 @@ DRIFTS: dict[str, list[tuple[str, Callable[[pa.Table, pa.Table], DriftResult]]]]
 
 def reference_partitions(partition: str, days: int | None = None) -> list[str]:
     """The partition keys of the reference window: the previous ``days`` dates, every shard."""
-    days = int(os.environ.get("MEDIAINTEL_DRIFT_REFERENCE_DAYS", "7")) if days is None else days
+    days = config.get_int("MEDIAINTEL_DRIFT_REFERENCE_DAYS") if days is None else days
     date, _ = split_key(partition)
     d0 = dt.date.fromisoformat(date)
     return [str(MultiPartitionKey({DATE_DIM: (d0 - dt.timedelta(days=i)).isoformat(), SHARD_DIM: str(s)}))
-            for i in range(1, days + 1) for s in range(SHARDS)]
+            for i in range(1, days + 1) for s in range(config.shard_count())]
 
 
 def _media_of(lake: LakehouseResource, partitions: list[str]) -> set[str]:
@@ -192,13 +193,14 @@ def windows(lake: LakehouseResource, table: str, partition: str, days: int | Non
             lake.read_keys(table, "media_id", sorted(ref_ids)))
 
 
-def drift_checks_for(asset_key, table: str) -> list:
+def drift_checks_for(asset_key, table: str, partitions_def=None) -> list:
     key = AssetKey.from_coercible(asset_key)
-    return [_drift_check(key, table, name, fn) for name, fn in DRIFTS.get(table, [])]
+    return [_drift_check(key, table, name, fn, partitions_def) for name, fn in DRIFTS.get(table, [])]
 
 
-def _drift_check(key: AssetKey, table: str, name: str, fn):
+def _drift_check(key: AssetKey, table: str, name: str, fn, partitions_def=None):
     @partitioned_check(
+        partitions_def,
         asset=key,
         name=f"check_{table}_{name}_drift",
         description=(f"Drift of `{table}` ({name.replace('_', ' ')}) against the previous dates' media "
@@ -206,6 +208,12 @@ def _drift_check(key: AssetKey, table: str, name: str, fn):
         blocking=False,
     )
     def _check(context: AssetCheckExecutionContext, lake: LakehouseResource) -> AssetCheckResult:
+        # Reused while the window's rows are unchanged. The reference window (earlier dates)
+        # may have changed meanwhile (a backfill); a forced run, or new rows here, re-judges.
+        fp = written_fingerprint(context, key)
+        reused = reused_result(context, key, fp)
+        if reused is not None:
+            return reused
         current, reference = windows(lake, table, context.partition_key)
         res = fn(current, reference)
         if res.drifted:
@@ -213,7 +221,7 @@ def _drift_check(key: AssetKey, table: str, name: str, fn):
         return AssetCheckResult(
             passed=not res.drifted,
             severity=AssetCheckSeverity.WARN,
-            metadata=res.metadata(),
+            metadata={**res.metadata(), **({FINGERPRINT_KEY: fp} if fp else {})},
             description=res.note or None,
         )
 

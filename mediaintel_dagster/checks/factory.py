@@ -13,7 +13,7 @@ media_id (which no window owns, so every window's check reports it until it is f
 
 # No `from __future__ import annotations`: Dagster reads the check functions' signatures.
 
-import os
+from .. import config
 from collections.abc import Iterable
 
 import pyarrow as pa
@@ -28,10 +28,9 @@ from dagster import (
     MetadataValue,
 )
 
-from ..assets.common import window_media
 from ..resources.lakehouse import LakehouseResource
-from .decorator import partitioned_check
-from .keys import ROWS_KEY, TABLE_KEY
+from .decorator import partitioned_check, reused_result, written_fingerprint
+from .keys import FINGERPRINT_KEY, ROWS_KEY, TABLE_KEY
 from . import drift as drift_mod
 from .rules import SPECS, RuleContext, evaluate
 from .stats import table_stats
@@ -39,7 +38,7 @@ from .stats import table_stats
 
 def engine() -> str:
     """``MEDIAINTEL_CHECKS_ENGINE``: ``ge`` (default, Great Expectations) or ``arrow``."""
-    name = os.environ.get("MEDIAINTEL_CHECKS_ENGINE", "ge")
+    name = config.get("MEDIAINTEL_CHECKS_ENGINE")
     if name not in ("ge", "arrow"):
         raise ValueError(f"MEDIAINTEL_CHECKS_ENGINE={name!r}: expected ge or arrow")
     return name
@@ -50,7 +49,7 @@ def engine() -> str:
 def rows_for_partition(lake: LakehouseResource, table: str, partition: str,
                        row_filter: dict | None = None) -> tuple[pa.Table, list[dict]]:
     """(the table's rows for the window's media, the window's media rows)."""
-    media = window_media(lake, partition)
+    media = lake.window_media(partition)
     ids = sorted(r["media_id"] for r in media)
     names = set(lake.dataset(table).schema.names)
     flt = pads.field("media_id").is_null()
@@ -100,7 +99,7 @@ def evaluate_partition(lake: LakehouseResource, table: str, partition: str, eng:
 
 
 def checks_for(asset_key, table: str, *, blocking: bool | None = None, drift: bool = True,
-               row_filter: dict | None = None) -> list[AssetChecksDefinition]:
+               row_filter: dict | None = None, partitions_def=None) -> list[AssetChecksDefinition]:
     """The checks of ``table`` for the asset ``asset_key`` that writes it: one contract check
     (blocking unless the spec says otherwise) and the table's drift checks (WARN).
     ``row_filter`` ({column: [values]}) narrows the rows to the asset's own (a table that
@@ -110,6 +109,7 @@ def checks_for(asset_key, table: str, *, blocking: bool | None = None, drift: bo
     is_blocking = spec.blocking if blocking is None else blocking
 
     @partitioned_check(
+        partitions_def,
         asset=key,
         name=f"check_{table}_contract",
         description=(f"Rows of `{table}` for the window's media: {spec.description}. "
@@ -117,7 +117,14 @@ def checks_for(asset_key, table: str, *, blocking: bool | None = None, drift: bo
         blocking=is_blocking,
     )
     def _contract(context: AssetCheckExecutionContext, lake: LakehouseResource) -> AssetCheckResult:
+        # Nothing written for the window since the last evaluation: the same rows, the same result.
+        fp = written_fingerprint(context, key)
+        reused = reused_result(context, key, fp)
+        if reused is not None:
+            return reused
         findings, meta = evaluate_partition(lake, table, context.partition_key, row_filter=row_filter)
+        if fp:
+            meta[FINGERPRINT_KEY] = fp
         for f in findings:
             context.log.error(f"{table}: {f.rule}: {f.message} e.g. {f.examples}")
         return AssetCheckResult(
@@ -129,7 +136,7 @@ def checks_for(asset_key, table: str, *, blocking: bool | None = None, drift: bo
 
     out = [_contract]
     if drift:
-        out += drift_mod.drift_checks_for(key, table)
+        out += drift_mod.drift_checks_for(key, table, partitions_def=partitions_def)
     return out
 
 
@@ -150,5 +157,6 @@ def build_checks(assets: Iterable) -> list[AssetChecksDefinition]:
             if table in SPECS:
                 row_filter = meta.get(ROWS_KEY)
                 row_filter = getattr(row_filter, "value", row_filter)
-                out += checks_for(key, table, row_filter=row_filter)
+                out += checks_for(key, table, row_filter=row_filter,
+                                  partitions_def=getattr(a, "partitions_def", None))
     return out

@@ -16,7 +16,6 @@ an empty list when the rows are fine.
 from __future__ import annotations
 
 import math
-import os
 from collections import Counter, defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -24,6 +23,8 @@ from dataclasses import dataclass, field
 import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
+
+from .. import config
 
 # Whisper's language codes (faster_whisper.tokenizer._LANGUAGE_CODES, copied so that a
 # check never imports the ASR stack).
@@ -88,8 +89,9 @@ class RuleContext:
     @classmethod
     def from_env(cls, media_rows: list[dict] | None = None, **overrides) -> RuleContext:
         """Limits from the environment (docs/trust.md, "Configuration"), durations from media rows."""
-        env = os.environ
-        kw: dict = {"time_tolerance_s": float(env.get("MEDIAINTEL_CHECK_TIME_TOLERANCE_S", "0.25"))}
+        env = {k: config.get(k) for k in ("MEDIAINTEL_CHECK_TIME_TOLERANCE_S", "MEDIAINTEL_ALLOWED_LANGUAGES",
+                                         "MEDIAINTEL_EMBEDDING_DIMS", "MEDIAINTEL_UNIT_NORM_MODELS")}
+        kw: dict = {"time_tolerance_s": float(env["MEDIAINTEL_CHECK_TIME_TOLERANCE_S"])}
         if env.get("MEDIAINTEL_ALLOWED_LANGUAGES"):
             kw["languages"] = frozenset(x.strip() for x in env["MEDIAINTEL_ALLOWED_LANGUAGES"].split(",") if x.strip())
         if env.get("MEDIAINTEL_EMBEDDING_DIMS"):

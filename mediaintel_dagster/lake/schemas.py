@@ -62,6 +62,10 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("run_id", pa.string()),
             ("code_version", pa.string()),
             ("seen_at", TS),
+            # How many times this stage quarantined this input with this code version (and,
+            # for files, these bytes): the retry rule stops retrying at max_attempts.
+            ("attempts", pa.int64()),
+            ("retryable", pa.bool_()),  # media.errors.ErrorCode.retryable of error_type
         ]
     ),
     "scenes": pa.schema(
@@ -150,13 +154,22 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("media_id", pa.string()),
             ("source_uri", pa.string()),  # for quarantined files that have no media_id
             ("table_name", pa.string()),
-            ("status", pa.string()),  # 'written' or 'quarantined'
+            ("status", pa.string()),  # 'written', 'partial' (some items quarantined) or 'quarantined'
             ("run_id", pa.string()),
             ("code_version", pa.string()),
-            ("model_id", pa.string()),
+            ("model_id", pa.string()),  # the model that made the rows (a fallback's own id when routed)
             ("rows", pa.int64()),
             ("delta_version", pa.int64()),
             ("at", TS),
+            # The stage's configured (logical) model: what its code version and done-check use,
+            # the same on every machine. model_route says why model_id differs from it (a
+            # fallback) and is null when the configured model ran.
+            ("model_requested", pa.string()),
+            ("model_route", pa.string()),
+            # Where and how the step ran: recorded beside the model, never inside its id.
+            ("device", pa.string()),
+            ("compute_type", pa.string()),
+            ("batch_size", pa.int64()),
         ]
     ),
 }

@@ -14,11 +14,12 @@ from __future__ import annotations
 import datetime as dt
 import json
 import logging
-import os
+
+from .. import config
 
 
 def json_enabled() -> bool:
-    fmt = os.environ.get("MEDIAINTEL_LOG_FORMAT", "text").strip().lower()
+    fmt = config.get("MEDIAINTEL_LOG_FORMAT").strip().lower()
     if fmt not in ("text", "json"):
         raise ValueError(f"MEDIAINTEL_LOG_FORMAT={fmt!r}: expected text or json")
     return fmt == "json"

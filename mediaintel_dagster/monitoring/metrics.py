@@ -27,6 +27,8 @@ import re
 import threading
 import time
 
+from .. import config
+
 log = logging.getLogger("mediaintel.metrics")
 
 _lock = threading.Lock()
@@ -34,7 +36,7 @@ _state: dict = {}
 
 
 def backend() -> str | None:
-    name = os.environ.get("MEDIAINTEL_METRICS", "").strip().lower()
+    name = (config.get("MEDIAINTEL_METRICS") or "").strip().lower()
     if name in ("", "off", "none"):
         return None
     if name == "prometheus":
@@ -78,18 +80,18 @@ def _gauge(registry, gauges: dict, name: str, doc: str, labels: tuple[str, ...])
 
 
 def _publish(asset: str, registry) -> None:
-    textdir = os.environ.get("MEDIAINTEL_PROMETHEUS_TEXTFILE_DIR")
+    textdir = config.get("MEDIAINTEL_PROMETHEUS_TEXTFILE_DIR")
     if textdir:
         from prometheus_client import write_to_textfile
 
         os.makedirs(textdir, exist_ok=True)
         write_to_textfile(os.path.join(textdir, f"mediaintel_{_name(asset)}.prom"), registry)
-    gateway = os.environ.get("MEDIAINTEL_PROMETHEUS_PUSHGATEWAY")
+    gateway = config.get("MEDIAINTEL_PROMETHEUS_PUSHGATEWAY")
     if gateway:
         from prometheus_client import push_to_gateway
 
         push_to_gateway(gateway, job="mediaintel", registry=registry, grouping_key={"asset": asset}, timeout=5)
-    port = os.environ.get("MEDIAINTEL_PROMETHEUS_PORT")
+    port = config.get("MEDIAINTEL_PROMETHEUS_PORT")
     if port:
         _serve(int(port))
 
@@ -111,7 +113,7 @@ def _serve(port: int) -> None:
 
         root = CollectorRegistry(auto_describe=False)
         root.register(_All())
-        server, thread = start_http_server(port, addr=os.environ.get("MEDIAINTEL_PROMETHEUS_ADDR", "127.0.0.1"),
+        server, thread = start_http_server(port, addr=config.get("MEDIAINTEL_PROMETHEUS_ADDR"),
                                            registry=root)
         _state["server_port"] = port
         _state["server"] = (server, thread)

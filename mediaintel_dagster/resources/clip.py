@@ -31,11 +31,11 @@ import numpy as np
 from dagster import ConfigurableResource
 from pydantic import Field
 
+from .. import config
+from ..media.image_features import FALLBACK_MODEL_ID, ImageFeatureEmbedder  # noqa: F401 - re-exported
 from .models import ModelUnavailable, load_once, offline, resolve_device
 
 log = logging.getLogger(__name__)
-
-FALLBACK_MODEL_ID = "mediaintel/image-features-v1"
 
 
 def install_hint(model_name: str, pretrained: str, repo: str = "laion/CLIP-ViT-B-32-laion2B-s34B-b79K") -> str:
@@ -50,81 +50,6 @@ def install_hint(model_name: str, pretrained: str, repo: str = "laion/CLIP-ViT-B
         f"a populated Hugging Face cache (~/.cache/huggingface/hub/{cache_dir}) to this machine (HF_HOME/HF_HUB_CACHE point at it); or (3) allow "
         f"a download at run time with HF_HUB_OFFLINE=0."
     )
-
-
-# ----------------------------------------------------------------------------------------
-# The fallback: deterministic handcrafted features
-# ----------------------------------------------------------------------------------------
-
-
-class ImageFeatureEmbedder:
-    """``mediaintel/image-features-v1``: a 512-d vector made of
-
-    - a joint HSV colour histogram (12 hue x 4 saturation x 4 value = 192 bins),
-    - gradient-orientation histograms on a 4 x 4 grid (8 orientations, magnitude-weighted:
-      128 values; the layout of edges),
-    - a 16 x 12 grayscale thumbnail, mean-removed (192 values; the coarse composition),
-
-    each block L2-normalised, then the whole vector L2-normalised. Deterministic, no
-    weights, ~ms per image on a CPU. Good for finding visually similar keyframes and near-
-    duplicates; it knows nothing about language, so it cannot serve text -> image search.
-    """
-
-    model_id = FALLBACK_MODEL_ID
-    dim = 512
-    is_fallback = True
-
-    def __init__(self, reason: str = ""):
-        self.reason = reason
-        self.forward_calls = 0
-        self.batch_sizes: list[int] = []
-        self.device = "cpu"
-
-    @staticmethod
-    def features(image) -> np.ndarray:
-        import cv2
-
-        rgb = np.asarray(image.convert("RGB"))
-        small = cv2.resize(rgb, (256, 144) if rgb.shape[1] >= rgb.shape[0] else (144, 256),
-                           interpolation=cv2.INTER_AREA)
-        hsv = cv2.cvtColor(small, cv2.COLOR_RGB2HSV)
-        colour = cv2.calcHist([hsv], [0, 1, 2], None, [12, 4, 4], [0, 180, 0, 256, 0, 256]).ravel()
-
-        gray = cv2.cvtColor(small, cv2.COLOR_RGB2GRAY).astype(np.float32) / 255.0
-        gx = cv2.Sobel(gray, cv2.CV_32F, 1, 0, ksize=3)
-        gy = cv2.Sobel(gray, cv2.CV_32F, 0, 1, ksize=3)
-        mag = np.hypot(gx, gy)
-        ori = (np.arctan2(gy, gx) % np.pi) / np.pi * 8  # unsigned orientation, 8 bins
-        bins = np.minimum(ori.astype(np.int64), 7)
-        h, w = gray.shape
-        grad = np.zeros((4, 4, 8), np.float32)
-        for i in range(4):
-            for j in range(4):
-                sl = (slice(i * h // 4, (i + 1) * h // 4), slice(j * w // 4, (j + 1) * w // 4))
-                grad[i, j] = np.bincount(bins[sl].ravel(), weights=mag[sl].ravel(), minlength=8)[:8]
-
-        thumb = cv2.resize(gray, (16, 12), interpolation=cv2.INTER_AREA).ravel()
-        thumb = thumb - thumb.mean()
-
-        blocks = []
-        for block in (np.sqrt(colour), grad.ravel(), thumb):
-            block = block.astype(np.float32)
-            n = np.linalg.norm(block)
-            blocks.append(block / n if n > 0 else block)
-        vec = np.concatenate(blocks)
-        return vec / np.linalg.norm(vec)
-
-    def embed(self, images: list) -> np.ndarray:
-        self.forward_calls += 1
-        self.batch_sizes.append(len(images))
-        if not images:
-            return np.zeros((0, self.dim), np.float32)
-        return np.stack([self.features(im) for im in images]).astype(np.float32)
-
-    embeds_text = False
-
-    def embed_text(self, texts: list[str]) -> np.ndarray:
-        raise NotImplementedError(f"{self.model_id} has no text tower: text search over scenes needs CLIP weights")
 
 
 # ----------------------------------------------------------------------------------------
@@ -224,7 +149,7 @@ class ClipResource(ConfigurableResource):
 
     model_name: str = Field(default="ViT-B-32", description="open_clip architecture name.")
     pretrained: str = Field(
-        default_factory=lambda: os.environ.get("MEDIAINTEL_CLIP_PRETRAINED", "laion2b_s34b_b79k"),
+        default_factory=lambda: config.get("MEDIAINTEL_CLIP_PRETRAINED"),
         description="open_clip pretrained tag (looked up in the HF cache) or a local checkpoint file path.",
     )
     model_config_file: str | None = Field(
@@ -328,21 +253,48 @@ class ClipResource(ConfigurableResource):
         """The loaded embedder (CLIP, or the fallback when the weights are absent), once per process."""
         return load_once(self._key(), self._build)
 
+    def _looks_like_path(self) -> bool:
+        p = self.pretrained
+        return os.sep in p or p.endswith((".bin", ".pt", ".pth", ".safetensors")) or os.path.exists(p)
+
     @property
     def model_id(self) -> str:
-        """The model_id this resource's rows carry, found without loading the model (build_defs
-        reads it at every code-location load to put it into the stage's code version)."""
+        """The configured (logical) model: the OpenCLIP weights this resource asks for,
+        named the same on every machine whether or not they are installed there. Code
+        versions and the done-check use it; the model that actually ran (the fallback's own
+        id when the weights are absent) is ``route()``'s answer and goes on the rows.
+        Found without loading anything (build_defs reads it at every code-location load)."""
         def find() -> str:
             p = self.pretrained
-            known = KNOWN_HF_REPOS.get((self.model_name, p))
-            if known and not (os.sep in p or os.path.exists(p)):
-                # The default tag: a cache lookup, no open_clip (torch) import.
-                if _hf_cached_in(known) or not offline():
-                    return f"open_clip/{self.model_name}@{p}"
-                return FALLBACK_MODEL_ID if self.fallback != "none" else f"open_clip/{self.model_name}@{p}"
-            try:
-                return self.resolve()["model_id"]
-            except ModelUnavailable:
-                return FALLBACK_MODEL_ID if self.fallback != "none" else f"open_clip/{self.model_name}@{p}"
+            if self._looks_like_path():
+                # A local checkpoint is named by its content, so a copied or renamed file
+                # keeps its id; a machine without the file can only name it by its name.
+                if os.path.isfile(p):
+                    return f"open_clip/{self.model_name}@sha256:{file_sha256(p)[:12]}"
+                return f"open_clip/{self.model_name}@{os.path.basename(p)}"
+            return f"open_clip/{self.model_name}@{p}"
 
         return load_once(("model_id",) + self._key(), find)
+
+    def route(self) -> tuple[str, str | None]:
+        """(the model that runs on this machine, why it is not ``model_id``; None when it is).
+
+        The routing decision the audit trail records: the declared fallback
+        ``mediaintel/image-features-v1`` runs when the weights are absent (and ``fallback`` is
+        not 'none'). A cache lookup, no model load; the embedder makes the same choice."""
+        def decide() -> tuple[str, str | None]:
+            try:
+                return self.resolve()["model_id"], None
+            except ModelUnavailable:
+                if self.fallback == "none":
+                    return self.model_id, None  # the step will fail when it loads, and say why
+                return FALLBACK_MODEL_ID, (f"fallback: OpenCLIP weights {self.model_name}/"
+                                           f"{os.path.basename(self.pretrained)} are not on this machine")
+
+        return load_once(("route",) + self._key(), decide)
+
+    def runtime(self) -> dict:
+        served, _ = self.route()
+        device = "cpu" if served == FALLBACK_MODEL_ID else resolve_device(self.device)
+        return {"device": device, "compute_type": "float16-autocast" if device.startswith("cuda") else "float32",
+                "batch_size": int(self.batch_size)}

@@ -16,6 +16,7 @@ from pydantic import Field
 
 from .. import config
 from ..lake import schemas
+from ..media.errors import error_code
 
 # delta-rs reports a lost optimistic-concurrency race either as CommitFailedError or,
 # for some operations, as a generic DeltaError whose text names the conflict.
@@ -50,6 +51,10 @@ def key_predicate(key_columns: Sequence[str], key_values: Iterable[tuple]) -> st
         for tup in values
     )
     return " OR ".join(clauses)
+
+
+# The audit columns a done-check reads.
+AUDIT_PLAN_COLUMNS = ["asset", "media_id", "status", "code_version", "model_id", "model_requested", "model_route", "at"]
 
 
 def utcnow() -> dt.datetime:
@@ -164,7 +169,10 @@ class LakehouseResource(ConfigurableResource):
         uri = self.uri(table)
         for attempt in range(self.max_commit_retries + 1):
             try:
-                write_deltalake(uri, data, mode=mode, predicate=predicate, storage_options=self._options())
+                # schema_mode="merge": a lake written by an older release gains the columns
+                # this one added (the contract only ever adds columns).
+                write_deltalake(uri, data, mode=mode, predicate=predicate, storage_options=self._options(),
+                                schema_mode="merge")
                 # The version we just wrote: the newest one that holds our commit. A later
                 # writer may already have committed on top, which is fine for the audit trail.
                 return DeltaTable(uri, storage_options=self._options()).version()
@@ -181,20 +189,70 @@ class LakehouseResource(ConfigurableResource):
     def _backoff(attempt: int) -> None:
         time.sleep(min(2.0, 0.02 * (2**attempt)) * (0.5 + random.random()))
 
+    # ---- what a window holds ------------------------------------------------------
+    def window_media(self, partition: str, columns: list[str] | None = None) -> list[dict]:
+        """The `media` rows of content that arrived in this window (via media_sources.arrival_partition),
+        ordered by media_id.
+
+        Content first seen elsewhere and re-delivered here belongs to both windows; the
+        done-check keeps it from being processed twice.
+        """
+        ids = self.read("media_sources", columns=["media_id"],
+                        filter=pads.field("arrival_partition") == str(partition)).column("media_id").to_pylist()
+        rows = self.read_keys("media", "media_id", sorted(set(ids)), columns=columns).to_pylist()
+        return sorted(rows, key=lambda r: r["media_id"])
+
     # ---- the audit trail and quarantine -----------------------------------------
-    def audit(self, entries: list[dict]) -> int | None:
+    def latest_audit(self, assets: Iterable[str], media_ids: Iterable[str]) -> dict[tuple[str, str], dict]:
+        """{(asset, media_id): its newest audit_log row} for these assets and media, in one read.
+
+        The one question every stage's done-check asks of the audit trail ("what did each
+        of these stages last do to each of these media?"), answered by one filtered scan
+        (filters push down to the Parquet files; ``compact`` keeps their number small).
+        """
+        ids, assets = sorted(set(media_ids)), sorted(set(assets))
+        if not ids or not assets:
+            return {}
+        names = set(self.dataset("audit_log").schema.names)
+        cols = [c for c in AUDIT_PLAN_COLUMNS if c in names]  # a lake from before a column existed
+        log = self.read("audit_log", columns=cols,
+                        filter=pads.field("asset").isin(assets) & pads.field("media_id").isin(ids)).to_pylist()
+        out: dict[tuple[str, str], dict] = {}
+        for r in log:
+            key = (r["asset"], r["media_id"])
+            if key not in out or r["at"] >= out[key]["at"]:
+                out[key] = r
+        return out
+
+    def audit(self, entries: list[dict], at: dt.datetime | None = None) -> int | None:
         """Append audit_log rows (one per media a materialization wrote or quarantined)."""
         if not entries:
             return None
-        now = utcnow()
+        now = at or utcnow()
         return self.append("audit_log", [{"at": now, **e} for e in entries])
 
     def quarantine(self, rows: list[dict]) -> int | None:
-        """Record input that could not be processed; replaces the same file's row for that stage."""
+        """Record input that could not be processed; replaces the same file's row for that stage.
+
+        ``attempts`` counts how often this stage quarantined the input with the same code
+        version and the same bytes (media_id, size, mtime): the retry rule stops there.
+        """
         if not rows:
             return None
         now = utcnow()
-        return self.replace("quarantine", [{"seen_at": now, **r} for r in rows])
+        prior = {}
+        if self.delta_table("quarantine") is not None:
+            uris = sorted({r["source_uri"] for r in rows})
+            for p in self.read("quarantine", filter=pads.field("source_uri").isin(uris)).to_pylist():
+                prior[(p["source_uri"], p["stage"])] = p
+        out = []
+        for r in rows:
+            p = prior.get((r["source_uri"], r["stage"]))
+            same = p is not None and all(p.get(k) == r.get(k) for k in ("code_version", "media_id", "size_bytes",
+                                                                        "mtime_ns"))
+            out.append({"seen_at": now, **r, "attempts": ((p.get("attempts") or 1) + 1) if same else 1,
+                        "retryable": error_code(r["error_type"]).retryable})
+        return self.replace("quarantine", out)
 
     def clear_quarantine(self, stage: str, source_uris: Iterable[str]) -> None:
         """Drop quarantine rows of files that now passed ``stage`` (a fixed file, a fixed bug)."""
@@ -208,3 +266,20 @@ class LakehouseResource(ConfigurableResource):
         stale = {(u, stage) for u in existing.column("source_uri").to_pylist()}
         if stale:
             self.replace("quarantine", [], keys=stale)
+
+    # ---- maintenance ----------------------------------------------------------------
+    def compact(self, table: str, vacuum_hours: int | None = None) -> dict:
+        """OPTIMIZE (bin-packing compaction) of ``table``, and VACUUM of files older than
+        ``vacuum_hours`` when given. Every run appends small files to `audit_log`; compacting
+        keeps the done-check's scan at a few files however many runs there were."""
+        dtab = self.delta_table(table)
+        if dtab is None:
+            return {"table": table, "skipped": "does not exist"}
+        before = len(dtab.files())
+        metrics = dtab.optimize.compact()
+        out = {"table": table, "files_before": before, "files_after": len(DeltaTable(self.uri(table), storage_options=self._options()).files()),
+               "files_removed": metrics.get("numFilesRemoved"), "files_added": metrics.get("numFilesAdded")}
+        if vacuum_hours is not None:
+            out["vacuumed"] = len(dtab.vacuum(retention_hours=vacuum_hours, dry_run=False,
+                                              enforce_retention_duration=False))
+        return out

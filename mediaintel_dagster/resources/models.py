@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import os
 import threading
+
+from .. import config
 from collections.abc import Callable
 from typing import Any
 
@@ -45,7 +47,7 @@ def resolve_device(device: str = "auto") -> str:
 
 
 def _detect_device() -> str:
-    if os.environ.get("CUDA_VISIBLE_DEVICES", None) in ("", "-1"):
+    if config.get("CUDA_VISIBLE_DEVICES") in ("", "-1"):
         return "cpu"
     if not os.path.exists("/proc/driver/nvidia/version") and not os.path.exists("/dev/nvidia0"):
         return "cpu"
@@ -59,7 +61,7 @@ def _detect_device() -> str:
 
 def offline() -> bool:
     """True unless the user allowed hub downloads: a pipeline run must not wait on DNS."""
-    return os.environ.get("HF_HUB_OFFLINE", "1") not in ("0", "false", "False")
+    return config.hub_offline()
 
 
 class ModelUnavailable(RuntimeError):

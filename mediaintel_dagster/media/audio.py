@@ -13,7 +13,7 @@ import os
 import av
 import numpy as np
 
-from .probe import MediaError
+from .errors import MediaError
 
 SAMPLE_RATE = 16000
 
@@ -69,3 +69,25 @@ def decode_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE,
         raise MediaError("corrupt", f"{path}: the audio stream decoded to no samples")
     # Trim in place when the slack is small; copy out only when the estimate was far off.
     return buf[:n] if buf.size - n <= 2 * sample_rate else buf[:n].copy()
+
+
+def chunk_bounds(audio: np.ndarray, chunk_s: float, search_s: float = 5.0) -> list[tuple[int, int]]:
+    """(start, end) sample ranges that cover ``audio``: one range when it is short, else
+    pieces of about ``chunk_s`` seconds, each cut at the quietest 100 ms within ``search_s``
+    of the nominal boundary (a pause between words, not the middle of one)."""
+    n = audio.size
+    step = int(chunk_s * SAMPLE_RATE)
+    if chunk_s <= 0 or n <= step * 1.2:
+        return [(0, n)]
+    win, reach = SAMPLE_RATE // 10, int(search_s * SAMPLE_RATE)
+    cuts, start = [], 0
+    while n - start > step * 1.2:
+        lo, hi = start + step - reach, min(n, start + step + reach)
+        span = audio[lo:hi]
+        frames = span[: (span.size // win) * win].reshape(-1, win)
+        quietest = int(np.argmin(np.sqrt(np.mean(frames.astype(np.float32) ** 2, axis=1))))
+        cut = lo + quietest * win + win // 2
+        cuts.append(cut)
+        start = cut
+    edges = [0] + cuts + [n]
+    return list(zip(edges[:-1], edges[1:]))

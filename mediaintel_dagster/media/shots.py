@@ -35,7 +35,7 @@ import imagehash
 import numpy as np
 from PIL import Image, ImageOps
 
-from .probe import MediaError
+from .errors import MediaError
 
 
 @dataclass(frozen=True)

@@ -16,6 +16,8 @@ from fractions import Fraction
 
 import av
 
+from .errors import ErrorCode, MediaError  # noqa: F401 - MediaError is raised by and imported from here
+
 CHUNK = 1 << 20
 
 # Formats FFmpeg reports for single still images (content-probed "*_pipe" demuxers).
@@ -37,16 +39,6 @@ _SIGNATURES = (
     (0, b"\x00\x00\x01\xba", "MPEG-PS"),
     (0, b"G", None),  # MPEG-TS sync byte is too weak a signature on its own
 )
-
-
-class MediaError(Exception):
-    """A file that cannot be processed; ``error_type`` is one of
-    ``empty_file``, ``unreadable``, ``not_media``, ``truncated``, ``corrupt``."""
-
-    def __init__(self, error_type: str, message: str):
-        super().__init__(message)
-        self.error_type = error_type
-        self.message = message
 
 
 @dataclass(frozen=True)
