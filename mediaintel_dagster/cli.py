@@ -245,6 +245,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", dest="fmt", action="store_const", const="json", default="table",
                    help="a JSON list of objects: media_id, source_uri, item_kind, start_s, end_s, score, text")
 
+    p = sub.add_parser("compact", help="compact (and vacuum) the lakehouse tables: what the nightly schedule does")
+    p.add_argument("--vacuum-hours", type=int, default=168,
+                   help="remove files unreferenced for this many hours (default 168; -1: no vacuum)")
+
     p = sub.add_parser("demo", help="generate sample media, process it and print a summary")
     p.add_argument("--folder", help="where to write the sample media (default: the inbox's demo/ folder)")
 
@@ -257,6 +261,14 @@ def main(argv: list[str] | None = None) -> int:
         return sql(args.query, fmt=args.fmt, as_of=_parse_as_of(args.as_of))
     if args.command == "search":
         return search(args.query, k=args.k, fmt=args.fmt, kinds=args.kinds)
+    if args.command == "compact":
+        from .resources import LakehouseResource
+        from .lake.schemas import TABLES
+
+        lake = LakehouseResource()
+        for table in TABLES:
+            print(json.dumps(lake.compact(table, vacuum_hours=None if args.vacuum_hours < 0 else args.vacuum_hours)))
+        return 0
     if args.command == "demo":
         return demo(args.folder)
     return 2

@@ -11,7 +11,8 @@ The executor is configuration, not code (``MEDIAINTEL_EXECUTOR``):
 
 from . import config
 
-from dagster import AssetSelection, ExecutorDefinition, define_asset_job, in_process_executor, multiprocess_executor
+from dagster import (AssetSelection, DefaultScheduleStatus, ExecutorDefinition, OpExecutionContext, ScheduleDefinition,
+                     define_asset_job, in_process_executor, job, multiprocess_executor, op)
 
 from .monitoring.logs import RUN_CONFIG_LOGGERS
 
@@ -51,4 +52,28 @@ ingest_job = define_asset_job(
     description="Every stage for one arrival window (date x shard): what the inbox sensor requests.",
     # Names the console logger so MEDIAINTEL_LOG_FORMAT=json takes effect (monitoring/logs.py).
     config=RUN_CONFIG_LOGGERS,
+)
+
+
+# ---- lake maintenance ------------------------------------------------------------------
+
+@op(description="Compact every lakehouse table (audit_log Z-ordered by media_id, so the stages' done-check "
+                "reads stay flat as it grows) and VACUUM files unreferenced for 7 days.",
+    required_resource_keys={"lake"})
+def compact_lake(context: OpExecutionContext) -> None:
+    from .lake.schemas import TABLES
+
+    for table in TABLES:
+        result = context.resources.lake.compact(table, vacuum_hours=168)
+        context.log.info(f"{table}: {result}")
+
+
+@job(description="Lake maintenance: compaction and vacuum of every Delta table (lake_maintenance_schedule).")
+def lake_maintenance_job():
+    compact_lake()
+
+
+lake_maintenance_schedule = ScheduleDefinition(
+    name="lake_maintenance_schedule", job=lake_maintenance_job, cron_schedule="0 3 * * *", default_status=DefaultScheduleStatus.RUNNING,
+    description="Nightly compaction: every run appends small files to audit_log and quarantine.",
 )

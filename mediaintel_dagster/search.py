@@ -86,7 +86,7 @@ def search(text: str, k: int = 10, *, lake: LakehouseResource | None = None,
     if text_kinds:
         found += _score(lake, text_embedder.model_id, text_kinds, text_embedder.embed([text])[0], k)
     if "scene" in kinds:
-        clip_id = clip.model_id
+        clip_id, _ = clip.route()  # the model that runs here: its text tower embeds the query
         has_scene_vectors = clip_id != FALLBACK_MODEL_ID and lake.read(
             "embeddings", columns=["media_id"],
             filter=(pads.field("model_id") == clip_id) & (pads.field("item_kind") == "scene")).num_rows > 0

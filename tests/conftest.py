@@ -43,7 +43,7 @@ def lake(home):
 @pytest.fixture(scope="session")
 def media_dir(tmp_path_factory) -> Path:
     """Small real media made once per session: a video with audio, speech audio, images."""
-    from mediaintel_dagster.samples import Shot, make_audio, make_image, make_video
+    from mediaintel_dagster.media.samples import Shot, make_audio, make_image, make_video
 
     d = tmp_path_factory.mktemp("media")
     make_video(d / "clip.mp4", [Shot(1.0, "FIRST", style="gradient"), Shot(1.0, "SECOND", style="checker")],

@@ -19,7 +19,7 @@ from mediaintel_dagster.assets import media_assets, scene_embeddings
 from mediaintel_dagster.resources import ClipResource, LakehouseResource, LocalInboxResource
 from mediaintel_dagster.resources.clip import FALLBACK_MODEL_ID, ImageFeatureEmbedder
 from mediaintel_dagster.resources.models import loaded_models
-from mediaintel_dagster.samples import Shot, make_image, make_video
+from mediaintel_dagster.media.samples import Shot, make_image, make_video
 from conftest import window_of
 
 from mediaintel_dagster.assets import scenes
@@ -153,10 +153,8 @@ def _materialize(window, resources, assets, force=False):
 
 def test_scene_embeddings_stage(home, tiny_clip, monkeypatch):
     # All files in one window (one shard), so that one run sees every media.
+    # Read when used (no module state to patch): the shard of every file is now 0.
     monkeypatch.setenv("MEDIAINTEL_SHARDS", "1")
-    import mediaintel_dagster.partitions as partitions
-
-    monkeypatch.setattr(partitions, "SHARDS", 1)
     inbox = _setup_media(home)
     windows = {window_of(p) for p in inbox.iterdir()}
     assert len(windows) == 1

@@ -15,7 +15,7 @@ from PIL import Image
 from mediaintel_dagster.assets import media_assets, ocr_text
 from mediaintel_dagster.resources import LakehouseResource, LocalInboxResource, OcrResource
 from mediaintel_dagster.resources.ocr import restore_spaces
-from mediaintel_dagster.samples import Shot, make_audio, make_image, make_video
+from mediaintel_dagster.media.samples import Shot, make_audio, make_image, make_video
 from conftest import window_of
 
 from mediaintel_dagster.assets import scenes

@@ -7,7 +7,7 @@ import shutil
 
 import pytest
 
-from mediaintel_dagster.probe import MediaError, hash_file, probe
+from mediaintel_dagster.media.probe import MediaError, hash_file, probe
 from conftest import make_bad_files
 
 

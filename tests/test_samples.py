@@ -1,4 +1,4 @@
-"""Tests for mediaintel_dagster.samples: every file is reopened with PyAV / Pillow and
+"""Tests for mediaintel_dagster.media.samples: every file is reopened with PyAV / Pillow and
 its real contents checked (codecs, durations, frames, cuts, audible speech, text pixels)."""
 
 from __future__ import annotations
@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mediaintel_dagster.samples import (
+from mediaintel_dagster.media.samples import (
     Shot,
     make_audio,
     make_demo_set,

@@ -20,7 +20,7 @@ from mediaintel_dagster.bench.scenes import f1
 from mediaintel_dagster.definitions import build_defs
 from mediaintel_dagster.instance import get_instance
 from mediaintel_dagster.resources import LakehouseResource, LocalInboxResource, ObjectStoreResource
-from mediaintel_dagster.samples import Shot, make_audio, make_image, make_video
+from mediaintel_dagster.media.samples import Shot, make_audio, make_image, make_video
 
 SIZE = (320, 180)
 RED = (200, 40, 40)
@@ -264,7 +264,7 @@ def test_video_broken_after_ingest_is_quarantined_and_the_rest_goes_on(home, vis
 
 def test_fade_out_then_in_through_black_is_one_cut(tmp_path):
     """No spike anywhere (A fades to black, B fades in from black): one cut where B begins."""
-    from mediaintel_dagster.shots import ScanStats, scan_video
+    from mediaintel_dagster.media.shots import ScanStats, scan_video
 
     made = make_video(tmp_path / "src.mp4", [Shot(2.0, "A", style="checker", color=RED),
                                              Shot(2.0, "B", style="circles", color=(40, 190, 70), fade_in_s=0.8),

@@ -28,7 +28,7 @@ from mediaintel_dagster.resources import (
 )
 from mediaintel_dagster.resources.models import loaded_models
 from mediaintel_dagster.resources.whisper import assemble_packaged_model
-from mediaintel_dagster.samples import Shot, make_audio, make_image, make_video
+from mediaintel_dagster.media.samples import Shot, make_audio, make_image, make_video
 
 SENTENCES = [
     "The weather today is sunny and warm across the whole region.",
@@ -338,9 +338,17 @@ def test_embeddings_follow_their_text_stages(lake):
     """From the audit trail: embed once every text stage (transcripts, OCR) has had its say
     (written, partly written or quarantined), again after one rewrites the media; wait while
     a text stage has not run for it."""
-    from mediaintel_dagster.assets.text_embeddings import TEXT_EMBEDDINGS_CODE_VERSION, _todo
+    from mediaintel_dagster.assets.stage import plan
+    from mediaintel_dagster.assets.stage_config import StageConfig
+    from mediaintel_dagster.assets.text_embeddings import TEXT_EMBEDDINGS, TEXT_EMBEDDINGS_CODE_VERSION
 
     model = "m@1"
+
+    def _todo(lake, ids, model_id, force):
+        """(due, waiting, done) as the skeleton's done-check answers for text_embeddings."""
+        p = plan(lake, TEXT_EMBEDDINGS, [{"media_id": i} for i in ids], code_version=TEXT_EMBEDDINGS_CODE_VERSION,
+                 model_id=model_id, config=StageConfig(force=force))
+        return [m["media_id"] for m in p.todo], p.waiting, p.done
 
     def log(asset, mid, **kw):
         entry = {"asset": asset, "media_id": mid, "status": "written", "rows": 1,
@@ -372,8 +380,8 @@ def test_embeddings_follow_their_text_stages(lake):
 def test_decode_audio_one_buffer(tmp_path):
     """16 kHz mono float32 from any source rate/codec; the buffer grows when the duration
     estimate was short; no audio stream / not media are clear MediaErrors."""
-    from mediaintel_dagster.audio import decode_audio
-    from mediaintel_dagster.probe import MediaError
+    from mediaintel_dagster.media.audio import decode_audio
+    from mediaintel_dagster.media.probe import MediaError
 
     src = make_audio(tmp_path / "a.mp3", "one two three", sample_rate=44100, silence_s=0.3)
     full = decode_audio(src)
@@ -394,7 +402,7 @@ def test_decode_audio_one_buffer(tmp_path):
 def test_long_media_are_transcribed_in_pieces(run, model_dir):
     """chunk_s bounds what faster-whisper is handed at once; the pieces are cut in pauses and
     their times shifted back, so the transcript reads as one (same WER bound, same clock)."""
-    from mediaintel_dagster.audio import decode_audio
+    from mediaintel_dagster.media.audio import decode_audio
     from mediaintel_dagster.resources.whisper import SAMPLE_RATE, chunk_bounds
 
     speech = run["media"]["speech.m4a"]

@@ -30,12 +30,7 @@ from dagster import (
 )
 
 from mediaintel_dagster.assets import media_assets
-from mediaintel_dagster.assets.common import (
-    MODEL_RESOURCE_KEY,
-    apply_model_versions,
-    stage_data_version,
-    window_media,
-)
+from mediaintel_dagster.assets.stage import MODEL_RESOURCE_KEY, apply_model_versions, stage_data_version
 from mediaintel_dagster.checks import build_checks, drift_checks_for
 from mediaintel_dagster.definitions import build_defs
 from mediaintel_dagster.instance import get_instance
@@ -203,7 +198,7 @@ class SpeechModel(ConfigurableResource):
              partitions_def=arrival_partitions)
 def transcripts_stage(context: AssetExecutionContext, asr: SpeechModel, lake: LakehouseResource):
     RAN.append(context.assets_def.code_versions_by_key[context.assets_def.key])
-    ids = [r["media_id"] for r in window_media(lake, context.partition_key, columns=["media_id"])]
+    ids = [r["media_id"] for r in lake.window_media(context.partition_key, columns=["media_id"])]
     return MaterializeResult(data_version=stage_data_version("transcripts@1", asr.model_id, ids))
 
 
@@ -434,7 +429,8 @@ def test_stage_metadata_cost_and_pushgateway(monkeypatch, tmp_path):
 
     from prometheus_client.parser import text_string_to_metric_families
 
-    from mediaintel_dagster.assets.common import stage_metadata
+    from mediaintel_dagster.assets.stage import stage_metadata
+    from mediaintel_dagster.monitoring.metrics import record_stage
 
     pushed = []
 
@@ -456,7 +452,8 @@ def test_stage_metadata_cost_and_pushgateway(monkeypatch, tmp_path):
     try:
         meta = stage_metadata(window_media_count=3, processed=2, skipped_done=1, failed=0, rows=40,
                               media_seconds=120.0, wall_seconds=10.0, delta_version=7, model_id="fw@int8",
-                              cpu_seconds=3.0, gpu_seconds=0.5, asset="transcript_segments", partition="p")
+                              cpu_seconds=3.0, gpu_seconds=0.5)
+        record_stage("transcript_segments", "p", meta)  # what the skeleton does after building them
     finally:
         server.shutdown()
     assert meta["cpu_seconds_per_media_minute"] == 1.5 and meta["gpu_seconds_per_media_minute"] == 0.25

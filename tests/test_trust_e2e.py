@@ -27,7 +27,7 @@ from mediaintel_dagster.resources import (
     ClipResource, LakehouseResource, LocalInboxResource, ObjectStoreResource, OcrResource, TextEmbedderResource,
     WhisperResource,
 )
-from mediaintel_dagster.samples import Shot, make_image, make_video
+from mediaintel_dagster.media.samples import Shot, make_image, make_video
 from conftest import window_of
 
 SPEECH = "Good evening, here is the news."
@@ -65,13 +65,10 @@ def _evals(result) -> dict:
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory, models_dir):
-    import mediaintel_dagster.partitions as partitions
-
     h = tmp_path_factory.mktemp("trust_e2e") / "mi"
     with pytest.MonkeyPatch.context() as mp:
         # One shard: the video and the image share one window (one run sees both).
         mp.setenv("MEDIAINTEL_SHARDS", "1")
-        mp.setattr(partitions, "SHARDS", 1)
         for k, sub in [("MEDIAINTEL_HOME", ""), ("MEDIAINTEL_LAKE", "lake"), ("MEDIAINTEL_INBOX", "inbox"),
                        ("MEDIAINTEL_OBJECTS", "objects"), ("DAGSTER_HOME", "dagster"),
                        ("MEDIAINTEL_MODELS", None)]:

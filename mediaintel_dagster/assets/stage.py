@@ -468,6 +468,8 @@ def build_stage_asset(stage: Stage, partitions_def):
 
 def run_stage(stage: Stage, context: AssetExecutionContext, config: StageConfig):
     clock = Stopwatch()
+    if config.retry not in RETRY_RULES:
+        raise ValueError(f"{stage.name}: retry={config.retry!r}: expected one of {', '.join(RETRY_RULES)}")
     run = StageRun(stage, context, config)
     lake = run.lake
     model_res = run.model

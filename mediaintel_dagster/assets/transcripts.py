@@ -6,6 +6,7 @@ from collections import Counter
 from dagster import MetadataValue
 
 from ..media.audio import decode_audio
+from ..media.errors import ErrorCode, MediaError
 from .stage import Outcome, Stage, StageRun, Stopwatch
 
 
@@ -21,7 +22,11 @@ def transcribe(run: StageRun, m: dict) -> Outcome:
     samples = decode_audio(uri, expected_s=m["duration_s"])
     seconds = samples.size / 16000
     clock = Stopwatch()
-    result = whisper.transcribe(samples)
+    try:
+        result = whisper.transcribe(samples)
+    except Exception as exc:  # the model, not the file: worth a retry (memory, a lost GPU)
+        raise MediaError(ErrorCode.MODEL_FAILED, f"{os.path.basename(uri)}: Whisper failed: "
+                                                 f"{type(exc).__name__}: {exc}") from exc
     run.model_seconds += clock.seconds
     del samples
     rows = []

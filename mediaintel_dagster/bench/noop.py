@@ -271,33 +271,36 @@ def report(results: list[dict], args, setup: dict) -> str:
         f"Real first pass {setup['first_s']:.1f} s, warm-up no-op {setup['warm_s']:.2f} s "
         f"({setup['warm_s'] / w:.2f} s/window) at {setup['real_rows']} real audit rows.",
         "",
-        "| audit_log rows | files | no-op s/window | in steps s/window | run overhead s/window "
+        "| audit_log rows | layout | files | no-op s/window | in steps s/window | run overhead s/window "
         "| outside runs s/window | audit read ms |",
-        "|---:|---:|---:|---:|---:|---:|---:|",
+        "|---:|---|---:|---:|---:|---:|---:|---:|",
     ]
     for r in results:
         n = r["noop"]
         lines.append(
-            f"| {r['rows']:,} | {r['files']} | {n['total'] / w:.3f} | {n['in_steps'] / w:.3f} "
+            f"| {r['rows']:,} | {r['layout']} | {r['files']} | {n['total'] / w:.3f} | {n['in_steps'] / w:.3f} "
             f"| {(n['in_runs'] - n['in_steps']) / w:.3f} | {(n['total'] - n['in_runs']) / w:.3f} "
             f"| {r['read_s'] * 1000:.1f} |"
         )
     lines.append("")
-    if len(results) > 1:
-        lo, hi = results[0], results[-1]
-        ratio = hi["noop"]["total"] / lo["noop"]["total"]
-        read_ratio = hi["read_s"] / lo["read_s"] if lo["read_s"] else float("nan")
-        lines.append(f"Ratio {_size(hi['target'])}/{_size(lo['target'])}: no-op s/window **{ratio:.2f}** "
-                     f"(flat = 1.0), audit read {read_ratio:.2f}.")
-        lines.append("")
+    for layout in ("appended", "compacted"):
+        rs = [r for r in results if r["layout"] == layout]
+        if len(rs) > 1:
+            lo, hi = rs[0], rs[-1]
+            ratio = hi["noop"]["total"] / lo["noop"]["total"]
+            read_ratio = hi["read_s"] / lo["read_s"] if lo["read_s"] else float("nan")
+            lines.append(f"Ratio {_size(hi['target'])}/{_size(lo['target'])}, {layout}: no-op s/window "
+                         f"**{ratio:.2f}** (flat = 1.0), audit read {read_ratio:.2f}.")
+            lines.append("")
     lines.append("Columns: *in steps* = sum of the run's step durations (the stages' own work, done-checks "
                  "included); *run overhead* = RUN_START to RUN_SUCCESS minus the steps; *outside runs* = "
                  "`process` time before and between runs (instance, definitions, inbox listing, run "
                  "creation). *audit read* = one done-check read of audit_log for a window's media ids.")
     for r in results:
         slow = ", ".join(f"{k} {v:.3f} s" for k, v in r["noop"]["slowest"])
-        lines.append(f"- {_size(r['target'])}: {r['noop']['steps']} steps; slowest per window: {slow}; "
-                     f"inflating took {r['inflate_s']:.1f} s.")
+        verb = "compacting" if r["layout"] == "compacted" else "inflating"
+        lines.append(f"- {_size(r['target'])} {r['layout']}: {r['noop']['steps']} steps; slowest per window: {slow}; "
+                     f"{verb} took {r['inflate_s']:.1f} s.")
         if r["noop"]["writes"]:
             lines.append(f"  - NOT a no-op: tables gained versions during the reruns "
                          f"(before, after): {r['noop']['writes']}")
@@ -357,9 +360,21 @@ def main(argv: list[str] | None = None) -> int:
             read_s = time_audit_read(lake, ids_by_window, args.repeats)
             noop = time_noop(inbox, args.windows, args.repeats, lake, instance)
             results.append({"target": target, "rows": rows, "files": files, "read_s": read_s,
-                            "noop": noop, "inflate_s": inflate_s})
+                            "noop": noop, "inflate_s": inflate_s, "layout": "appended"})
             print(f"{_size(target)}: {rows} rows, {files} files, no-op {noop['total'] / args.windows:.3f} s/window, "
                   f"audit read {read_s * 1000:.1f} ms", file=sys.stderr)
+            # The layout the nightly maintenance gives it (LakehouseResource.compact: Z-order by
+            # media_id, small row groups), measured on the same rows.
+            t0 = time.perf_counter()
+            lake.compact("audit_log")
+            compact_s = time.perf_counter() - t0
+            rows, files = audit_stats(lake)
+            read_s = time_audit_read(lake, ids_by_window, args.repeats)
+            noop = time_noop(inbox, args.windows, args.repeats, lake, instance)
+            results.append({"target": target, "rows": rows, "files": files, "read_s": read_s,
+                            "noop": noop, "inflate_s": compact_s, "layout": "compacted"})
+            print(f"{_size(target)} compacted in {compact_s:.1f} s: {files} files, no-op "
+                  f"{noop['total'] / args.windows:.3f} s/window, audit read {read_s * 1000:.1f} ms", file=sys.stderr)
 
         text = report(results, args, {"first_s": first_s, "warm_s": warm_s, "real_rows": real_rows})
         print(text)

@@ -56,10 +56,15 @@ class ErrorCode(str, Enum):
         return self.value
 
 
+# Values written by releases before this enumeration, as they may sit in a lake: read as
+# their code (new rows are never written with them).
+LEGACY_VALUES = {"ocr_failed": "model_failed", "embed_failed": "model_failed"}
+
+
 def error_code(value: "ErrorCode | str") -> ErrorCode:
     """The ErrorCode for a stored value; an unknown value fails loudly (no free text)."""
     try:
-        return value if isinstance(value, ErrorCode) else ErrorCode(value)
+        return value if isinstance(value, ErrorCode) else ErrorCode(LEGACY_VALUES.get(value, value))
     except ValueError:
         raise ValueError(f"unknown quarantine error type {value!r}; known: "
                          f"{', '.join(c.value for c in ErrorCode)}") from None
