@@ -148,7 +148,7 @@ def test_speech_transcribed_with_low_wer(run):
     print(f"WER speech.m4a: {error:.3f}\n ref: {ref}\n hyp: {hyp}")
     assert error <= 0.10, (error, hyp)
     assert {s["language"] for s in segs} == {"en"} and all(s["language_probability"] > 0.5 for s in segs)
-    assert {s["model_id"] for s in segs} == {"faster-whisper/base@int8"}
+    assert {s["model_id"] for s in segs} == {"faster-whisper/base@auto"}
     assert [s["segment_index"] for s in segs] == list(range(len(segs)))
 
     # the narration track of a video is transcribed too
@@ -188,7 +188,7 @@ def test_media_without_audio_skip_cleanly(run):
         assert not _segments(lake, mid)
         mine = [a for a in audit if a["media_id"] == mid]
         assert len(mine) == 1 and mine[0]["rows"] == 0 and mine[0]["status"] == "written"
-    assert lake.read("quarantine", filter=pads.field("stage") == "transcripts").num_rows == 0
+    assert lake.read("quarantine", filter=pads.field("stage") == "transcript_segments").num_rows == 0
 
 
 def test_hallucination_guard_in_the_pipeline(run):
@@ -296,7 +296,7 @@ def test_undecodable_audio_is_quarantined_and_the_run_goes_on(tmp_path, monkeypa
     res = materialize([transcript_segments], partition_key=key, resources=resources)
     assert res.success
     lake = resources["lake"]
-    q = lake.read("quarantine", filter=pads.field("stage") == "transcripts").to_pylist()
+    q = lake.read("quarantine", filter=pads.field("stage") == "transcript_segments").to_pylist()
     assert [Path(r["source_uri"]).name for r in q] == [name]
     assert q[0]["error_type"] == "corrupt" and q[0]["message"]
     text = " ".join(r["text"] for r in lake.read("transcript_segments").to_pylist())
@@ -320,7 +320,7 @@ def test_definitions_carry_the_audio_stages():
 
     ts = defs.resolve_assets_def("transcript_segments")
     key = AssetKey("transcript_segments")
-    assert ts.code_versions_by_key[key] == "transcripts@1|faster-whisper/base@int8"  # model-aware
+    assert ts.code_versions_by_key[key] == "transcripts@1|faster-whisper/base@auto"  # model-aware
     assert ts.specs_by_key[key].group_name == "audio"
     assert AssetKey("media") in ts.asset_deps[key]
     assert ts.op.pool == GPU_POOL and ts.op.tags["mediaintel/device"] == GPU_OP_TAGS["mediaintel/device"]

@@ -52,6 +52,7 @@ def embed_keyframes(run: StageRun, todo: list[dict]):
                         batch_sizes=MetadataValue.json(batch_sizes))
     for m in todo:
         mid = m["media_id"]
+        run.stats["keyframes_quarantined"] += len(errors[mid])
         for uri, err in errors[mid]:
             run.log.warning(f"quarantined keyframe {uri} of {mid}: {err.message}")
         ok = [s["keyframe_uri"] for s in scenes.get(mid, []) if s["keyframe_uri"] not in {u for u, _ in errors[mid]}]

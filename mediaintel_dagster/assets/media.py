@@ -8,7 +8,7 @@ import os
 from collections import Counter
 
 import pyarrow.dataset as pads
-from dagster import AssetExecutionContext, AssetSpec, MaterializeResult, MetadataValue
+from dagster import AssetExecutionContext, AssetKey, AssetSpec, MaterializeResult, MetadataValue
 
 from ..checks.keys import FINGERPRINT_KEY
 from ..media.probe import MediaError, hash_file, probe
@@ -121,11 +121,11 @@ def ingest(stage: Stage, context: AssetExecutionContext, config: MediaConfig):
     audit: list[dict] = []
     media_version = sources_version = q_version = None
     if media_rows:
-        media_version = lake.replace("media", media_rows)
+        media_version = lake.replace("media", media_rows, writer=STAGE)
         audit += [audit_entry(context, "media", "media", r["media_id"], code_version=cv, rows=1,
                               delta_version=media_version) for r in media_rows]
     if source_rows:
-        sources_version = lake.replace("media_sources", source_rows)
+        sources_version = lake.replace("media_sources", source_rows, writer=STAGE)
         per_media = Counter(r["media_id"] for r in source_rows)
         audit += [audit_entry(context, "media_sources", "media_sources", mid, code_version=cv, rows=count,
                               delta_version=sources_version) for mid, count in sorted(per_media.items())]
@@ -137,8 +137,6 @@ def ingest(stage: Stage, context: AssetExecutionContext, config: MediaConfig):
     at = utcnow()
     audit = [{**e, "at": at} for e in audit]
     a_version = lake.audit(audit, at=at)
-    bookkeeping_events(context, quarantine_version=q_version, quarantined=len(bad), audit_version=a_version,
-                       audited=len(audit), stage=STAGE)
 
     wall, cpu = clock.seconds, clock.cpu_seconds
     media_minutes = stats["media_seconds"] / 60.0
@@ -165,8 +163,11 @@ def ingest(stage: Stage, context: AssetExecutionContext, config: MediaConfig):
     if backlog is not None:  # runs the inbox sensor requested
         media_meta["inbox_backlog"] = int(backlog)
     record_stage("media", partition, media_meta)
-    yield MaterializeResult(asset_key="media", metadata=media_meta, data_version=stage_data_version(cv, None, window_ids))
-    yield MaterializeResult(
+    selected = context.selected_asset_keys
+    if AssetKey("media") in selected:
+        yield MaterializeResult(asset_key="media", metadata=media_meta, data_version=stage_data_version(cv, None, window_ids))
+    if AssetKey("media_sources") in selected:
+        yield MaterializeResult(
         asset_key="media_sources", data_version=stage_data_version(cv, None, window_uris),
         metadata={**common, "sources_written": len(source_rows), "unchanged_files": stats["unchanged_files"],
                   "still_quarantined": stats["still_quarantined"], "exact_copies": stats["exact_copies"],
@@ -174,6 +175,8 @@ def ingest(stage: Stage, context: AssetExecutionContext, config: MediaConfig):
                   FINGERPRINT_KEY: fingerprint({m: r for (a, m), r in latest.items() if a == "media_sources"})
                   + f"-{len(window_uris)}"},
     )
+    bookkeeping_events(context, quarantine_version=q_version, quarantined=len(bad), audit_version=a_version,
+                       audited=len(audit), stage=STAGE)
 
 
 def _quarantine(context, cv: str, f: InboxFile, err: MediaError, media_id) -> dict:

@@ -37,6 +37,7 @@ def read_keyframes(run: StageRun, todo: list[dict]):
             rows += [{"media_id": mid, "scene_index": scene["scene_index"], "line_index": i, "text": line.text,
                       "raw_text": line.raw_text, "confidence": line.confidence, "box": line.box,
                       "keyframe_s": scene["keyframe_s"], "model_id": model_id} for i, line in enumerate(lines)]
+        run.stats["keyframes_quarantined"] += len(errors)
         for uri, err in errors:
             run.log.warning(f"quarantined keyframe {uri} of {mid}: {err.message}")
         run.log.info(f"[{n}/{len(todo)}] {mid}: {len(scenes.get(mid, []))} keyframe(s), {len(rows)} line(s)")

@@ -462,7 +462,7 @@ def build_stage_asset(stage: Stage, partitions_def):
     return multi_asset(
         name=stage.op_name or stage.name, specs=specs, partitions_def=partitions_def,
         required_resource_keys={"lake", *([stage.model] if stage.model else []), *stage.resources},
-        description=stage.description, **gpu,
+        description=stage.description, can_subset=bool(stage.also), **gpu,
     )(_stage)
 
 
@@ -500,7 +500,7 @@ def run_stage(stage: Stage, context: AssetExecutionContext, config: StageConfig)
         tables = [_as_arrow(stage.table, o.rows) for o in outcomes if o.error is None and o.row_count]
         data = pa.concat_tables(tables) if tables else schemas.schema(stage.table).empty_table()
         keys = [k for o in outcomes for k in _keys(stage, run, o.media_id)]
-        version = lake.replace(stage.table, data, keys=keys)
+        version = lake.replace(stage.table, data, keys=keys, writer=stage.name)
         ok_uris, failed_media = [], []
         for o in outcomes:
             src = by_id[o.media_id].get("source_uri")
@@ -522,11 +522,12 @@ def run_stage(stage: Stage, context: AssetExecutionContext, config: StageConfig)
                                 source_uri=r["source_uri"], model=model.audit) for r in failed_media]
         entries = [{**e, "at": at} for e in entries]
         a_version = lake.audit(entries, at=at)
-        bookkeeping_events(context, quarantine_version=q_version, quarantined=len(bad), audit_version=a_version,
+        bookkeeping = dict(quarantine_version=q_version, quarantined=len(bad), audit_version=a_version,
                            audited=len(entries), stage=stage.name)
         data_rows = data
     else:
         data_rows = schemas.schema(stage.table).empty_table()
+        bookkeeping = None
 
     failed = [o for o in outcomes if o.error is not None or o.item_errors]
     for o in outcomes:
@@ -552,11 +553,16 @@ def run_stage(stage: Stage, context: AssetExecutionContext, config: StageConfig)
     meta[FINGERPRINT_KEY] = fingerprint(p.latest, entries)
     record_stage(stage.name, run.partition, meta)
     dv = stage_data_version(stage.code_version, requested, ids)
-    yield MaterializeResult(asset_key=stage.name, metadata=meta, data_version=dv)
+    selected = context.selected_asset_keys
+    if AssetKey(stage.name) in selected:
+        yield MaterializeResult(asset_key=stage.name, metadata=meta, data_version=dv)
     for spec in stage.also:
-        key = spec.key.to_user_string()
-        yield MaterializeResult(asset_key=key, data_version=dv,
-                                metadata={**run.extra_results.get(key, {}), FINGERPRINT_KEY: meta[FINGERPRINT_KEY]})
+        if spec.key in selected:
+            key = spec.key.to_user_string()
+            yield MaterializeResult(asset_key=key, data_version=dv,
+                                    metadata={**run.extra_results.get(key, {}), FINGERPRINT_KEY: meta[FINGERPRINT_KEY]})
+    if bookkeeping:  # after the stage's own results, which come first in the run's events
+        bookkeeping_events(context, **bookkeeping)
 
 
 def _compute(run: StageRun, todo: list[dict]) -> Iterable[Outcome]:

@@ -24,9 +24,12 @@ def partitioned_check(partitions_def=None, **kwargs):
     return deco
 
 
-def written_fingerprint(context: AssetCheckExecutionContext, asset_key: AssetKey) -> Optional[str]:
+def written_fingerprint(context: AssetCheckExecutionContext, asset_key: AssetKey, lake=None,
+                        table: Optional[str] = None) -> Optional[str]:
     """The fingerprint (``FINGERPRINT_KEY``) the asset's newest materialization of this
-    partition reported: a digest of what its stage last wrote for the window's media."""
+    partition reported (a digest of what its stage last wrote for the window's media),
+    joined with the table's version when its newest commit is not a stage's (a repair by
+    hand, another tool): then the check judges the rows again."""
     from dagster import AssetRecordsFilter
 
     pk = context.partition_key if context.has_partition_key else None
@@ -35,7 +38,12 @@ def written_fingerprint(context: AssetCheckExecutionContext, asset_key: AssetKey
     if not records or records[0].asset_materialization is None:
         return None
     value = records[0].asset_materialization.metadata.get(FINGERPRINT_KEY)
-    return getattr(value, "value", value)
+    value = getattr(value, "value", value)
+    if value and lake is not None and table:
+        untracked = lake.untracked_version(table)
+        if untracked is not None:  # changed by something other than a stage: judge again
+            value = f"{value}@{table}:v{untracked}"
+    return value
 
 
 def reused_result(context: AssetCheckExecutionContext, asset_key: AssetKey, fingerprint: Optional[str]):

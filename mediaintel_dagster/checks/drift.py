@@ -210,7 +210,7 @@ def _drift_check(key: AssetKey, table: str, name: str, fn, partitions_def=None):
     def _check(context: AssetCheckExecutionContext, lake: LakehouseResource) -> AssetCheckResult:
         # Reused while the window's rows are unchanged. The reference window (earlier dates)
         # may have changed meanwhile (a backfill); a forced run, or new rows here, re-judges.
-        fp = written_fingerprint(context, key)
+        fp = written_fingerprint(context, key, lake, table)
         reused = reused_result(context, key, fp)
         if reused is not None:
             return reused

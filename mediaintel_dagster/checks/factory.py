@@ -118,7 +118,7 @@ def checks_for(asset_key, table: str, *, blocking: bool | None = None, drift: bo
     )
     def _contract(context: AssetCheckExecutionContext, lake: LakehouseResource) -> AssetCheckResult:
         # Nothing written for the window since the last evaluation: the same rows, the same result.
-        fp = written_fingerprint(context, key)
+        fp = written_fingerprint(context, key, lake, table)
         reused = reused_result(context, key, fp)
         if reused is not None:
             return reused

@@ -43,8 +43,9 @@ class ErrorCode(str, Enum):
     # -- derived objects (keyframes) -------------------------------------------------------
     MISSING_KEYFRAME = ("missing_keyframe", True,
                         "A scene's keyframe object is missing (deleted, or not yet visible on the object store).")
-    UNREADABLE_KEYFRAME = ("unreadable_keyframe", False,
-                           "A scene's keyframe object is empty or not a decodable image; redone when scenes "
+    UNREADABLE_KEYFRAME = ("unreadable_keyframe", True,
+                           "A scene's keyframe object is empty or not a decodable image (a partial write, a "
+                           "damaged object); retried in case it is rewritten or restored, and redone when scenes "
                            "rewrites it.")
     UNSUPPORTED_URI = ("unsupported_uri", False, "A URI scheme this deployment cannot read (configuration).")
     # -- models ----------------------------------------------------------------------------

@@ -53,6 +53,9 @@ def key_predicate(key_columns: Sequence[str], key_values: Iterable[tuple]) -> st
     return " OR ".join(clauses)
 
 
+# The commit-info key a stage's commits carry: which stage wrote them.
+WRITER_KEY = "mediaintel_writer"
+
 # The audit columns a done-check reads.
 AUDIT_PLAN_COLUMNS = ["asset", "media_id", "status", "code_version", "model_id", "model_requested", "model_route", "at"]
 
@@ -133,7 +136,8 @@ class LakehouseResource(ConfigurableResource):
         return self.read(table, columns=columns, filter=pads.field(column).isin(values))
 
     # ---- writes ----------------------------------------------------------------
-    def replace(self, table: str, rows: pa.Table | list[dict], keys: Iterable[tuple] | None = None) -> int:
+    def replace(self, table: str, rows: pa.Table | list[dict], keys: Iterable[tuple] | None = None,
+                writer: str | None = None) -> int:
         """Replace every row whose key is in ``keys`` (default: the keys of ``rows``) by ``rows``.
 
         One atomic Delta commit (predicate overwrite). ``keys`` may name keys without rows,
@@ -149,11 +153,21 @@ class LakehouseResource(ConfigurableResource):
         if not key_set:
             return self.version(table) or 0
         predicate = key_predicate(key_columns, key_set)
-        return self._commit(table, data, mode="overwrite", predicate=predicate)
+        return self._commit(table, data, mode="overwrite", predicate=predicate, writer=writer)
 
-    def append(self, table: str, rows: pa.Table | list[dict]) -> int:
+    def append(self, table: str, rows: pa.Table | list[dict], writer: str | None = None) -> int:
         data = self._conform(table, rows)
-        return self._commit(table, data, mode="append", predicate=None)
+        return self._commit(table, data, mode="append", predicate=None, writer=writer)
+
+    def untracked_version(self, table: str) -> int | None:
+        """The table's version when its newest commit was not made by a stage (a repair by
+        hand, another tool), else None. Stages tag their commits (``writer=``), so checks
+        can tell rows they have judged from rows someone changed behind the pipeline's back."""
+        dtab = self.delta_table(table)
+        if dtab is None:
+            return None
+        last = dtab.history(1)
+        return None if last and last[0].get(WRITER_KEY) else dtab.version()
 
     def _conform(self, table: str, rows: pa.Table | list[dict]) -> pa.Table:
         if isinstance(rows, pa.Table):
@@ -164,7 +178,9 @@ class LakehouseResource(ConfigurableResource):
             return rows.select(sch.names).cast(sch)
         return schemas.to_arrow(table, rows)
 
-    def _commit(self, table: str, data: pa.Table, mode: str, predicate: str | None) -> int:
+    def _commit(self, table: str, data: pa.Table, mode: str, predicate: str | None, writer: str | None = None) -> int:
+        from deltalake import CommitProperties
+
         self.ensure(table)
         uri = self.uri(table)
         for attempt in range(self.max_commit_retries + 1):
@@ -172,7 +188,8 @@ class LakehouseResource(ConfigurableResource):
                 # schema_mode="merge": a lake written by an older release gains the columns
                 # this one added (the contract only ever adds columns).
                 write_deltalake(uri, data, mode=mode, predicate=predicate, storage_options=self._options(),
-                                schema_mode="merge")
+                                schema_mode="merge",
+                                commit_properties=CommitProperties(custom_metadata={WRITER_KEY: writer}) if writer else None)
                 # The version we just wrote: the newest one that holds our commit. A later
                 # writer may already have committed on top, which is fine for the audit trail.
                 return DeltaTable(uri, storage_options=self._options()).version()
