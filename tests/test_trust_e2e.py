@@ -135,7 +135,7 @@ def test_full_run_materializes_everything_and_every_check_passes(run):
     assert kinds["ocr"] and {m for m, _ in kinds["ocr"]} == {video, image}
     # The vectors the checks held to the real models' dimensions and unit norm (defaults).
     dims = {r["model_id"]: len(r["vector"]) for r in emb}
-    assert dims == {run["resources"]["text_embedder"].model_id: 384, run["resources"]["clip"].model_id: 512}
+    assert dims == {run["resources"]["text_embedder"].model_id: 384, run["resources"]["clip"].route()[0]: 512}
     text_check = evals[("text_embeddings", "check_embeddings_contract")]
     assert text_check.metadata["rows_checked"].value == len(kinds["segment"]) + len(kinds["ocr"])
 
@@ -185,7 +185,7 @@ def test_lineage_sql_on_real_rows(run):
         assert r["sha256"] == sha and r["size_bytes"] == video.stat().st_size
         assert r["run_id"] == first.run_id and r["row_model"] == r["model_id"]
     assert set(by_kind) == {"scene", "segment", "ocr"}
-    assert {r["model_id"] for r in by_kind["scene"]} == {res["clip"].model_id}
+    assert {r["model_id"] for r in by_kind["scene"]} == {res["clip"].route()[0]}, "the model that ran here"
     assert {r["asset"] for r in by_kind["scene"]} == {"scene_embeddings"}
     for kind in ("segment", "ocr"):
         assert {r["model_id"] for r in by_kind[kind]} == {res["text_embedder"].model_id}

@@ -149,6 +149,8 @@ class WhisperResource(ConfigurableResource):
     logprob_threshold: float = Field(default=-1.0, description="... and avg_logprob is below this (OpenAI's silence rule).")
     compression_ratio_threshold: float = Field(
         default=2.4, description="Flag a segment whose text compresses better than this (a repetition loop).")
+    seed: int = Field(default=0, description="Seed of the sampler used by the temperature fallback, set before "
+                                             "each media: the same bytes give the same transcript in any process.")
     chunk_s: float = Field(
         default=300.0,
         description="Media longer than this are transcribed in pieces of about this many seconds, cut at the "
@@ -232,6 +234,12 @@ class WhisperResource(ConfigurableResource):
         the language is detected on the first piece and kept for the rest, and every time is
         shifted by its piece's start, so the result reads as one transcription.
         """
+        import ctranslate2
+
+        # faster-whisper falls back to sampling (temperature > 0) on a doubtful decode, and
+        # CTranslate2's sampler draws from one process-wide generator: without a fixed seed
+        # the same bytes could give other words depending on what ran before in the process.
+        ctranslate2.set_random_seed(self.seed)
         options = self.transcribe_options()
         bounds = chunk_bounds(audio, self.chunk_s)
         language, probability, out = None, 0.0, []
