@@ -421,6 +421,9 @@ def test_long_media_are_transcribed_in_pieces(run, model_dir):
     assert jiwer.wer(norm(" ".join(SENTENCES)), hyp) <= 0.10, hyp
     assert result.language == "en" and result.duration_s == pytest.approx(samples.size / SAMPLE_RATE)
     words = [w for s in result.segments for w in s["words"]]
-    assert words[-1]["end"] > bounds[-1][0] / SAMPLE_RATE, "times of the last piece are shifted by its start"
+    # Without the shift every time would fall inside the first piece. (Not "inside the last
+    # piece": espeak-ng's output varies slightly with what it spoke before in the process,
+    # and the last piece can be a tail with no word in it.)
+    assert words[-1]["end"] > bounds[1][0] / SAMPLE_RATE + 1.0, "times of later pieces are shifted by their start"
     assert all(a["start"] <= b["start"] for a, b in zip(words, words[1:])), "one clock across the pieces"
     assert all(0 <= w["start"] <= w["end"] <= result.duration_s + 0.05 for w in words)
