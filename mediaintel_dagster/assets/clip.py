@@ -55,7 +55,8 @@ def embed_keyframes(run: StageRun, todo: list[dict]):
         run.stats["keyframes_quarantined"] += len(errors[mid])
         for uri, err in errors[mid]:
             run.log.warning(f"quarantined keyframe {uri} of {mid}: {err.message}")
-        ok = [s["keyframe_uri"] for s in scenes.get(mid, []) if s["keyframe_uri"] not in {u for u, _ in errors[mid]}]
+        failed = {u for u, _ in errors[mid]}
+        ok = [s["keyframe_uri"] for s in scenes.get(mid, []) if s["keyframe_uri"] not in failed]
         yield Outcome(mid, rows=rows[mid], item_errors=errors[mid], ok_items=ok, media_seconds=m.get("duration_s") or 0.0)
 
 

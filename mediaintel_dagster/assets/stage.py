@@ -33,7 +33,7 @@ import time
 from collections import Counter
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
-from typing import Any, Optional, Union
+from typing import Optional, Union
 
 import pyarrow as pa
 import pyarrow.dataset as pads
@@ -52,7 +52,6 @@ from ..checks.keys import FINGERPRINT_KEY, ROWS_KEY, TABLE_KEY
 from ..checks.stats import table_stats
 from ..jobs import GPU_OP_TAGS, GPU_POOL
 from ..lake import schemas
-from ..lake.schemas import to_arrow
 from ..media.errors import ErrorCode, MediaError, error_code
 from ..monitoring.metrics import record_stage
 from ..partitions import arrival_partitions
@@ -497,7 +496,7 @@ def run_stage(stage: Stage, context: AssetExecutionContext, config: StageConfig)
     at = utcnow()
     if outcomes:
         by_id = {m["media_id"]: m for m in p.todo}
-        tables = [_as_arrow(stage.table, o.rows) for o in outcomes if o.error is None and o.row_count]
+        tables = [lake.conform(stage.table, o.rows) for o in outcomes if o.error is None and o.row_count]
         data = pa.concat_tables(tables) if tables else schemas.schema(stage.table).empty_table()
         keys = [k for o in outcomes for k in _keys(stage, run, o.media_id)]
         version = lake.replace(stage.table, data, keys=keys, writer=stage.name)
@@ -588,16 +587,6 @@ def _compute(run: StageRun, todo: list[dict]) -> Iterable[Outcome]:
 
 def _keys(stage: Stage, run: StageRun, media_id: str) -> list[tuple]:
     return stage.replace_keys(run, media_id) if stage.replace_keys else [(media_id,)]
-
-
-def _as_arrow(table: str, rows: Rows) -> pa.Table:
-    if isinstance(rows, pa.Table):
-        sch = schemas.schema(table)
-        for name in sch.names:
-            if name not in rows.column_names:
-                rows = rows.append_column(name, pa.nulls(rows.num_rows, sch.field(name).type))
-        return rows.select(sch.names).cast(sch)
-    return to_arrow(table, rows)
 
 
 def bookkeeping_specs(stage_keys: Sequence[str], partitions_def=None) -> list[AssetSpec]:

@@ -1,7 +1,6 @@
 """Audio stage: what was said, when, in which language, with per-word timestamps."""
 
 import os
-from collections import Counter
 
 from dagster import MetadataValue
 
@@ -10,12 +9,13 @@ from ..media.errors import ErrorCode, MediaError
 from .stage import Outcome, Stage, StageRun, Stopwatch
 
 
+VERDICT = "verdict:"
+
+
 def transcribe(run: StageRun, m: dict) -> Outcome:
     """One media's speech segments; undecodable audio raises MediaError (quarantined)."""
     whisper = run.model
     mid, uri = m["media_id"], m["source_uri"]
-    if not hasattr(run, "verdicts"):
-        run.verdicts = Counter()  # the hallucination guard's verdicts, for the run's metadata
     if not m["has_audio"]:
         run.stats["media_without_audio"] += 1
         return Outcome(mid, note="no audio")  # an image or a silent video: nothing to hear, done
@@ -33,7 +33,7 @@ def transcribe(run: StageRun, m: dict) -> Outcome:
     for seg in result.segments:
         verdict = whisper.verdict(seg)
         if verdict is not None:
-            run.verdicts[verdict] += 1
+            run.stats[VERDICT + verdict] += 1  # the guard's verdicts; summarize reports them
             if verdict.startswith("drop:"):
                 continue
         rows.append({
@@ -48,7 +48,7 @@ def transcribe(run: StageRun, m: dict) -> Outcome:
 
 
 def summarize(run: StageRun, rows) -> dict:
-    verdicts = getattr(run, "verdicts", {})
+    verdicts = {k[len(VERDICT):]: run.stats.pop(k) for k in [k for k in run.stats if k.startswith(VERDICT)]}
     return {
         "segments_dropped": MetadataValue.json({k.split(":", 1)[1]: v for k, v in verdicts.items() if k.startswith("drop:")}),
         "segments_flagged": MetadataValue.json({k.split(":", 1)[1]: v for k, v in verdicts.items() if k.startswith("flag:")}),

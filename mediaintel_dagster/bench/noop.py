@@ -354,27 +354,23 @@ def main(argv: list[str] | None = None) -> int:
         rng = np.random.default_rng(0)
 
         results = []
-        for target in sizes:
-            inflate_s = inflate(lake, target, args.chunk, cols, templates, rng)
+
+        def measure(target: int, layout: str, prep_s: float) -> None:
             rows, files = audit_stats(lake)
             read_s = time_audit_read(lake, ids_by_window, args.repeats)
             noop = time_noop(inbox, args.windows, args.repeats, lake, instance)
             results.append({"target": target, "rows": rows, "files": files, "read_s": read_s,
-                            "noop": noop, "inflate_s": inflate_s, "layout": "appended"})
-            print(f"{_size(target)}: {rows} rows, {files} files, no-op {noop['total'] / args.windows:.3f} s/window, "
-                  f"audit read {read_s * 1000:.1f} ms", file=sys.stderr)
+                            "noop": noop, "inflate_s": prep_s, "layout": layout})
+            print(f"{_size(target)} {layout} ({prep_s:.1f} s): {rows} rows, {files} files, no-op "
+                  f"{noop['total'] / args.windows:.3f} s/window, audit read {read_s * 1000:.1f} ms", file=sys.stderr)
+
+        for target in sizes:
+            measure(target, "appended", inflate(lake, target, args.chunk, cols, templates, rng))
             # The layout the nightly maintenance gives it (LakehouseResource.compact: Z-order by
             # media_id, small row groups), measured on the same rows.
             t0 = time.perf_counter()
             lake.compact("audit_log")
-            compact_s = time.perf_counter() - t0
-            rows, files = audit_stats(lake)
-            read_s = time_audit_read(lake, ids_by_window, args.repeats)
-            noop = time_noop(inbox, args.windows, args.repeats, lake, instance)
-            results.append({"target": target, "rows": rows, "files": files, "read_s": read_s,
-                            "noop": noop, "inflate_s": compact_s, "layout": "compacted"})
-            print(f"{_size(target)} compacted in {compact_s:.1f} s: {files} files, no-op "
-                  f"{noop['total'] / args.windows:.3f} s/window, audit read {read_s * 1000:.1f} ms", file=sys.stderr)
+            measure(target, "compacted", time.perf_counter() - t0)
 
         text = report(results, args, {"first_s": first_s, "warm_s": warm_s, "real_rows": real_rows})
         print(text)

@@ -16,7 +16,7 @@ from fractions import Fraction
 
 import av
 
-from .errors import ErrorCode, MediaError  # noqa: F401 - MediaError is raised by and imported from here
+from .errors import MediaError  # noqa: F401 - raised here; stages import it from here
 
 CHUNK = 1 << 20
 

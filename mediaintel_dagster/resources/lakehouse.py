@@ -147,7 +147,7 @@ class LakehouseResource(ConfigurableResource):
         key_columns = schemas.KEYS[table]
         if key_columns is None:
             raise ValueError(f"{table} is append-only; use append()")
-        data = self._conform(table, rows)
+        data = self.conform(table, rows)
         key_set = set(keys) if keys is not None else set()
         key_set |= set(zip(*(data.column(c).to_pylist() for c in key_columns))) if data.num_rows else set()
         if not key_set:
@@ -156,7 +156,7 @@ class LakehouseResource(ConfigurableResource):
         return self._commit(table, data, mode="overwrite", predicate=predicate, writer=writer)
 
     def append(self, table: str, rows: pa.Table | list[dict], writer: str | None = None) -> int:
-        data = self._conform(table, rows)
+        data = self.conform(table, rows)
         return self._commit(table, data, mode="append", predicate=None, writer=writer)
 
     def untracked_version(self, table: str) -> int | None:
@@ -169,7 +169,8 @@ class LakehouseResource(ConfigurableResource):
         last = dtab.history(1)
         return None if last and last[0].get(WRITER_KEY) else dtab.version()
 
-    def _conform(self, table: str, rows: pa.Table | list[dict]) -> pa.Table:
+    def conform(self, table: str, rows: pa.Table | list[dict]) -> pa.Table:
+        """``rows`` (Arrow or dicts) as an Arrow table with the table's contract schema."""
         if isinstance(rows, pa.Table):
             sch = schemas.schema(table)
             missing = [n for n in sch.names if n not in rows.column_names]
