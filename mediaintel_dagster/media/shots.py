@@ -234,8 +234,10 @@ def scan_video(path: str, params: ShotParams = ShotParams(), stats: ScanStats | 
                 if det_w is None:
                     stats.rotation = int(frame.rotation or 0)
                     stats.width, stats.height = frame.width, frame.height
-                    det_w = min(params.width, frame.width)
-                    h = max(2, round(frame.height * det_w / frame.width))
+                    # swscale's yuv420p needs even sides: an odd height (9:16 phone video at
+                    # 96 px wide, PAL, 2.35:1) failed the whole video before.
+                    det_w = max(2, min(params.width, frame.width) // 2 * 2)
+                    h = max(2, round(frame.height * det_w / frame.width / 2) * 2)
                 small = scaler.reformat(frame, width=det_w, height=h, format="yuv420p",
                                         interpolation="AREA").to_ndarray()
                 cur = small.astype(np.int16)
