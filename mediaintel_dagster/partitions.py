@@ -63,7 +63,9 @@ arrival_partitions = arrival_partitions_def()
 
 def shard_of(source_uri: str, shards: int | None = None) -> str:
     shards = shards or config.shard_count()
-    return str(int(hashlib.sha256(source_uri.encode("utf-8")).hexdigest()[:8], 16) % shards)
+    # surrogateescape: a raw path with undecodable bytes hashes by those bytes instead of
+    # raising (inbox source_uris are valid UTF-8 already; see media.files.source_uri_for).
+    return str(int(hashlib.sha256(source_uri.encode("utf-8", "surrogateescape")).hexdigest()[:8], 16) % shards)
 
 
 def arrival_date(mtime_ns: int, now: dt.datetime | None = None, ctime_ns: int | None = None) -> dt.date:

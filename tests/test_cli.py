@@ -10,6 +10,7 @@ import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 
 from conftest import copy_into, make_bad_files, run_cli
+from mediaintel_dagster.cli import EXIT_INPUT_QUARANTINED
 
 
 @pytest.mark.slow
@@ -18,10 +19,15 @@ def test_process_then_sql(home, media_dir, tmp_path):
     copy_into(media_dir, ["clip.mp4", "speech.wav", "poster.png"], src)
     make_bad_files(src / "bad", media_dir / "clip.mp4")
     proc = run_cli("process", str(src), str(media_dir / "photo.jpg"))
-    assert proc.returncode == 0, proc.stderr[-3000:]
+    # The five bad files never became media: exit 3 says so (nothing was lost after ingest).
+    assert proc.returncode == EXIT_INPUT_QUARANTINED, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
     assert summary["files"] == 9 and not summary["failed"]
+    assert summary["quarantined_at_ingest"] == 5 and summary["lost_after_ingest"] == 0
+    assert sorted(f["file"] for f in summary["losses"]["media"]["files"]) == sorted(
+        ["zero.mp4", "cut_in_half.mp4", "readme.mp4", "random.bin", "dangling.mp4"])
     assert "window" in proc.stderr  # progress went to stderr
+    assert "quarantined by media: 5" in proc.stderr  # and what was lost, by file
 
     # The runs are in the persistent instance under DAGSTER_HOME, so `dagster dev` shows them.
     instance = DagsterInstance.from_config(str(home / "dagster"))
@@ -62,7 +68,7 @@ def test_process_then_sql(home, media_dir, tmp_path):
     # Processing the same paths again is a no-op for the tables.
     before = run_cli("sql", "SELECT * FROM media ORDER BY media_id", "--json").stdout
     again = run_cli("process", str(src), str(media_dir / "photo.jpg"), "--quiet")
-    assert again.returncode == 0
+    assert again.returncode == EXIT_INPUT_QUARANTINED  # still lost: a script is told every time
     assert run_cli("sql", "SELECT * FROM media ORDER BY media_id", "--json").stdout == before
 
 

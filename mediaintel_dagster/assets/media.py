@@ -8,15 +8,18 @@ import os
 from collections import Counter
 
 import pyarrow.dataset as pads
-from dagster import AssetExecutionContext, AssetKey, AssetSpec, MaterializeResult, MetadataValue
+from dagster import AssetExecutionContext, AssetKey, AssetSpec, MaterializeResult
 
 from ..checks.keys import FINGERPRINT_KEY
-from ..media.probe import MediaError, hash_file, probe
+from .. import config as settings
+from ..media.errors import MediaError, error_code
+from ..media.files import display_name, hash_file, with_deadline
+from ..media.probe import probe
 from ..monitoring.metrics import record_stage
 from ..resources.inbox import InboxFile, stat_file
 from ..resources.lakehouse import utcnow
-from .stage import (Stage, Stopwatch, audit_entry, bookkeeping_events, fingerprint, quarantine_row,
-                    should_retry, stage_data_version)
+from .stage import (Stage, Stopwatch, audit_entry, bookkeeping_events, fingerprint, quarantine_metadata,
+                    quarantine_row, should_retry, stage_data_version)
 from .stage_config import StageConfig
 
 STAGE = "media"
@@ -59,9 +62,11 @@ def ingest(stage: Stage, context: AssetExecutionContext, config: MediaConfig):
     bad: list[dict] = []
     # uri -> (file, media_id, sha256 or None, source row needs writing)
     seen: dict[str, tuple[InboxFile, str, str | None, bool]] = {}
+    limits = _Limits()
     for f in files:
         prior = known.get(f.source_uri)
-        if not config.force and prior and prior["size_bytes"] == f.size_bytes and prior["mtime_ns"] == f.mtime_ns:
+        if (not config.force and f.error is None and prior and prior["size_bytes"] == f.size_bytes
+                and prior["mtime_ns"] == f.mtime_ns):
             stats["unchanged_files"] += 1  # same location, size and mtime: same bytes, no re-hash
             seen[f.source_uri] = (f, prior["media_id"], None, False)
             continue
@@ -71,8 +76,11 @@ def ingest(stage: Stage, context: AssetExecutionContext, config: MediaConfig):
                 and not should_retry(config.retry, [q["error_type"]], q.get("attempts") or 1, config.max_attempts)):
             stats["still_quarantined"] += 1
             continue
+        if f.error is not None:  # the walk itself could not read it (loop, path too long, folder)
+            bad.append(_quarantine(context, cv, f, MediaError(*f.error), None))
+            continue
         try:
-            h = hash_file(f.source_uri)
+            h = limits.hash(f)
         except MediaError as err:
             bad.append(_quarantine(context, cv, f, err, None))
             continue
@@ -95,22 +103,22 @@ def ingest(stage: Stage, context: AssetExecutionContext, config: MediaConfig):
             stats["already_done_media"] += 1
             continue
         try:
-            sha = sha or (prior or {}).get("sha256") or hash_file(f.source_uri).sha256
-            facts = probe(f.source_uri)
+            sha = sha or (prior or {}).get("sha256") or limits.hash(f).sha256
+            facts = limits.probe(f)
         except MediaError as err:
             failed[media_id] = err
             continue
         media_rows.append({"media_id": media_id, "sha256": sha, "source_uri": f.source_uri, "size_bytes": f.size_bytes,
                            **facts, "arrival_partition": partition, "code_version": cv, "ingested_at": now})
         stats["media_seconds"] += facts["duration_s"] or 0.0
-        context.log.info(f"[{n}/{len(first_file)}] {os.path.basename(f.source_uri)}: {facts['kind']} "
+        context.log.info(f"[{n}/{len(first_file)}] {display_name(f.source_uri)}: {facts['kind']} "
                          f"{facts['duration_s']:.2f}s {media_id}")
 
     source_rows = []
     for uri, (f, media_id, sha, write) in seen.items():
         if media_id in failed:
             # Each file's row names that file: two bad copies of one content each get their own.
-            bad.append(_quarantine(context, cv, f, failed[media_id], media_id))
+            bad.append(_quarantine(context, cv, f, _naming(failed[media_id], first_file[media_id][0], f), media_id))
         elif write:
             source_rows.append({"source_uri": uri, "media_id": media_id, "size_bytes": f.size_bytes,
                                 "mtime_ns": f.mtime_ns, "arrival_partition": partition, "seen_at": now})
@@ -140,8 +148,7 @@ def ingest(stage: Stage, context: AssetExecutionContext, config: MediaConfig):
 
     wall, cpu = clock.seconds, clock.cpu_seconds
     media_minutes = stats["media_seconds"] / 60.0
-    common = {"files_in_window": len(files), "quarantined": len(bad),
-              "quarantined_by_type": MetadataValue.json(dict(Counter(r["error_type"] for r in bad))),
+    common = {"files_in_window": len(files), **quarantine_metadata(bad),
               "wall_seconds": round(wall, 3)}
     # Data versions and fingerprints from the window's content and the stage's audit rows,
     # so a new file in a window (and only that) marks this partition downstream stale.
@@ -177,6 +184,34 @@ def ingest(stage: Stage, context: AssetExecutionContext, config: MediaConfig):
     )
     bookkeeping_events(context, quarantine_version=q_version, quarantined=len(bad), audit_version=a_version,
                        audited=len(audit), stage=STAGE)
+
+
+class _Limits:
+    """The configured size limit and read deadline, applied to every read of an inbox file."""
+
+    def __init__(self):
+        self.max_bytes = settings.get_int("MEDIAINTEL_MAX_FILE_BYTES")
+        self.stall_s = settings.get_float("MEDIAINTEL_READ_TIMEOUT_S")
+
+    def hash(self, f: InboxFile):
+        return hash_file(f.path, max_bytes=self.max_bytes, stall_s=self.stall_s)
+
+    def probe(self, f: InboxFile) -> dict:
+        # FFmpeg reports no progress while it demuxes, so its deadline is the stall time
+        # plus what reading the file at a slow disk's 20 MB/s would take.
+        return with_deadline(lambda _: probe(f.path), stall_s=self.stall_s + max(f.size_bytes, 0) / 20e6,
+                             what="probing", name=display_name(f.source_uri))
+
+
+def _naming(err: MediaError, probed: InboxFile, f: InboxFile) -> MediaError:
+    """The error of one file as the error of its exact copy ``f``: its message names ``f``."""
+    if probed.source_uri == f.source_uri:
+        return err
+    message = err.message
+    for old, new in ((probed.path, f.path), (os.path.basename(probed.path), os.path.basename(f.path)),
+                     (display_name(probed.source_uri), display_name(f.source_uri))):
+        message = message.replace(old, new)
+    return MediaError(error_code(err.error_type), message)
 
 
 def _quarantine(context, cv: str, f: InboxFile, err: MediaError, media_id) -> dict:

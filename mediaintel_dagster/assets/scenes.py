@@ -109,7 +109,9 @@ def summarize(run: StageRun, rows) -> dict:
 
 
 def _local(uri: str) -> str:
-    return uri.removeprefix("file://")
+    from ..media.files import local_path  # file:// URIs of non-UTF-8 names decode to their bytes
+
+    return local_path(uri)
 
 
 KEYFRAMES = AssetSpec(

@@ -53,6 +53,7 @@ from ..checks.stats import table_stats
 from ..jobs import GPU_OP_TAGS, GPU_POOL
 from ..lake import schemas
 from ..media.errors import ErrorCode, MediaError, error_code
+from ..media.files import display_name
 from ..monitoring.metrics import record_stage
 from ..partitions import arrival_partitions
 from ..resources.lakehouse import LakehouseResource, utcnow
@@ -261,7 +262,10 @@ def quarantine_row(context: AssetExecutionContext, stage: str, *, source_uri: st
                    mtime_ns: Optional[int] = None) -> dict:
     """A `quarantine` row for input ``stage`` could not process (``lake.quarantine`` adds attempts)."""
     return {
-        "source_uri": source_uri, "stage": stage, "error_type": error.error_type, "message": error.message,
+        # A message may quote a file name that is not UTF-8 (surrogates from os.walk): shown
+        # as \xNN escapes, since a Delta string column holds valid UTF-8 only.
+        "source_uri": source_uri, "stage": stage, "error_type": error.error_type,
+        "message": error.message.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace"),
         "media_id": media_id, "size_bytes": size_bytes, "mtime_ns": mtime_ns,
         "arrival_partition": context.partition_key if context.has_partition_key else None,
         "run_id": context.run.run_id, "code_version": code_version,
@@ -389,6 +393,25 @@ def stage_metadata(*, window_media_count: int, processed: int, skipped_done: int
         meta["gpu_seconds_per_media_minute"] = round(gpu_seconds / media_minutes, 3) if media_minutes > 0 else None
     meta.update(extra)
     return {k: v for k, v in meta.items() if v is not None}
+
+
+def quarantine_metadata(bad: Sequence[dict], limit: int = 25) -> dict:
+    """What a run quarantined, for its materialization: the count, the count per error type
+    and the files themselves (a Markdown table of the first ``limit``), so a run in the UI or
+    a sensor's run says what it lost and which file, not only how many."""
+    out = {"quarantined": len(bad),
+           "quarantined_by_type": MetadataValue.json(dict(Counter(r["error_type"] for r in bad)))}
+    if bad:
+        def cell(text) -> str:
+            return str(text).replace("|", "\\|").replace("\n", " ")
+
+        lines = ["| file | error_type | message |", "| --- | --- | --- |"]
+        lines += [f"| {cell(display_name(r['source_uri']))} | {r['error_type']} | {cell(r['message'])} |"
+                  for r in bad[:limit]]
+        if len(bad) > limit:
+            lines.append(f"| ... {len(bad) - limit} more | | |")
+        out["quarantined_files"] = MetadataValue.md("\n".join(lines))
+    return out
 
 
 # ---- versions --------------------------------------------------------------------------------
@@ -541,8 +564,7 @@ def run_stage(stage: Stage, context: AssetExecutionContext, config: StageConfig)
         delta_version=version if version is not None else lake.version(stage.table), model_id=served,
         cpu_seconds=clock.cpu_seconds, gpu_seconds=run.model_seconds if on_gpu else None,
         media_waiting=len(p.waiting), still_quarantined=len(p.held),
-        quarantined=len(bad),
-        quarantined_by_type=MetadataValue.json(dict(Counter(r["error_type"] for r in bad))),
+        **quarantine_metadata(bad),
         **({"model_requested": requested, "model_route": model.route or "configured model",
             **{k: v for k, v in model.runtime.items() if v is not None}} if requested and outcomes else {}),
         **run.stats, **run.metadata,

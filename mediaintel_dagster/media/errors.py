@@ -33,6 +33,18 @@ class ErrorCode(str, Enum):
     UNREADABLE = ("unreadable", True,
                   "The file cannot be opened or read (missing, dangling link, permission, I/O error); "
                   "it may read after the cause is fixed.")
+    NOT_A_FILE = ("not_a_file", False,
+                  "A FIFO, socket, device, directory or a link to one: never opened for reading (it could "
+                  "block for ever or never end).")
+    BAD_PATH = ("bad_path", False,
+                "The path cannot be opened as named: a symbolic link loop, or a path longer than PATH_MAX.")
+    TOO_LARGE = ("too_large", False,
+                 "The file is larger than MEDIAINTEL_MAX_FILE_BYTES; raise the limit and rerun with --force.")
+    READ_TIMEOUT = ("read_timeout", True,
+                    "A read made no progress for MEDIAINTEL_READ_TIMEOUT_S (a hung mount or device); retried.")
+    CHANGED_WHILE_READ = ("changed_while_read", True,
+                          "The file's size or mtime moved while it was read (still being written, replaced or "
+                          "deleted); retried on a later run.")
     NOT_MEDIA = ("not_media", False, "The bytes are not a video, audio or image FFmpeg can read.")
     TRUNCATED = ("truncated", False, "The file is cut short: a stream ends early or holds no data.")
     CORRUPT = ("corrupt", False, "The container opens but its frames or samples cannot be decoded.")

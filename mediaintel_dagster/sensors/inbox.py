@@ -17,11 +17,11 @@ from ..resources import LocalInboxResource
 MAX_FILES_PER_TICK = 5000
 
 
-def _load_cursor(raw: str | None) -> tuple[int, set[str]]:
+def _load_cursor(raw: str | None) -> tuple[int, set[str], set[str]]:
     if not raw:
-        return 0, set()
+        return 0, set(), set()
     data = json.loads(raw)
-    return int(data.get("ctime_ns", 0)), set(data.get("seen", []))
+    return int(data.get("ctime_ns", 0)), set(data.get("seen", [])), set(data.get("unstatable", []))
 
 
 @sensor(
@@ -38,7 +38,7 @@ def inbox_sensor(context: SensorEvaluationContext, inbox: LocalInboxResource):
     # The cursor is a high-water mark of ctime (which, unlike mtime, moves when a file is
     # copied or moved in, even with a preserved mtime) plus the signatures of the files at
     # or above it, so the cursor stays small however many files the inbox holds.
-    high_water, seen = _load_cursor(context.cursor)
+    high_water, seen, unstatable_seen = _load_cursor(context.cursor)
     now = time.time()
     # A file that lands in a folder the walk already passed has a ctime after this moment;
     # the mark never rises past it (less a second for coarse filesystem clocks), so such
@@ -46,7 +46,15 @@ def inbox_sensor(context: SensorEvaluationContext, inbox: LocalInboxResource):
     listing_started_ns = int(now * 1e9) - 1_000_000_000
     listed = list(inbox.list_files())
     new, waiting = [], []
+    # Entries with no times (a path over PATH_MAX, a folder that cannot be stat'ed) sit below
+    # any mark: they are remembered by signature instead, so each is requested once (its
+    # run quarantines it with the reason) and a new one is still found.
+    unstatable = {f.signature for f in listed if f.ctime_ns == 0}
     for f in listed:
+        if f.ctime_ns == 0:
+            if f.signature not in unstatable_seen:
+                new.append(f)
+            continue
         if f.ctime_ns < high_water or f.signature in seen:
             continue
         (new if inbox.is_settled(f, now) else waiting).append(f)
@@ -85,7 +93,9 @@ def inbox_sensor(context: SensorEvaluationContext, inbox: LocalInboxResource):
         mark = max([f.ctime_ns for f in listed] + [high_water])
     mark = max(min(mark, listing_started_ns), high_water)
     remembered = sorted(f.signature for f in listed if f.ctime_ns >= mark and f.signature not in pending)
-    cursor = json.dumps({"ctime_ns": mark, "seen": remembered})
+    requested = {f.signature for f in new}
+    cursor = json.dumps({"ctime_ns": mark, "seen": remembered,
+                         "unstatable": sorted(s for s in unstatable if s in requested or s in unstatable_seen)})
 
     if not requests:
         reason = f"no new files ({len(waiting)} still being written)" if waiting else "no new files"
