@@ -195,7 +195,11 @@ def test_losses_after_ingest_are_reported(home, lake):
     assert gap["file"] == "card.png" and "ocr_text" in gap["stages"] and "scenes" not in gap["stages"]
     for jpg in (home / "objects").rglob("*.jpg"):
         jpg.unlink()
-    assert materialize([ocr_text], partition_key=key, resources=res).success
+    run = materialize([ocr_text], partition_key=key, resources=res)
+    assert run.success
+    # The run says it too, in the materialization the UI (and a sensor's run) shows.
+    meta = run.asset_materializations_for_node("ocr_text")[0].metadata
+    assert meta["quarantined"].value == 1 and "| 0.jpg | missing_keyframe |" in meta["quarantined_files"].value
     losses = input_losses([str(img)])
     assert losses["lost_after_ingest"] == 1 and losses["quarantined_at_ingest"] == 0
     (row,) = losses["losses"]["ocr_text"]["files"]
