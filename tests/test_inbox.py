@@ -205,3 +205,27 @@ def test_losses_after_ingest_are_reported(home, lake):
     (row,) = losses["losses"]["ocr_text"]["files"]
     assert row["file"] == "card.png" and row["error_type"] == "missing_keyframe"
     assert EXIT_MEDIA_LOST == 4
+
+
+def test_a_source_replaced_by_a_fifo_after_ingest_is_quarantined_not_waited_on(home, lake):
+    from mediaintel_dagster.assets import media_assets, scenes
+    from mediaintel_dagster.definitions import RESOURCES
+    from mediaintel_dagster.media.samples import make_image
+    from mediaintel_dagster.resources import LocalInboxResource
+    from conftest import window_of
+
+    img = make_image(home / "inbox" / "card.png", "HELLO", size=(160, 90))
+    key = window_of(img)
+    res = {**RESOURCES["local"](), "inbox": LocalInboxResource(roots=[str(home / "inbox")], settle_seconds=0)}
+    assert materialize([media_assets], partition_key=key, resources=res).success
+    img.unlink()
+    os.mkfifo(img)  # a decoder opening it would wait for a writer for ever
+    box = {}
+    t = threading.Thread(target=lambda: box.setdefault(
+        "ok", materialize([scenes], partition_key=key, resources=res).success), daemon=True)
+    t.start()
+    t.join(120)
+    assert not t.is_alive(), "the scenes stage blocked on a FIFO"
+    assert box["ok"]
+    (row,) = [r for r in lake.read("quarantine").to_pylist() if r["stage"] == "scenes"]
+    assert row["error_type"] == "not_a_file" and "FIFO" in row["message"]

@@ -26,14 +26,23 @@ class ScenesConfig(StageConfig):
     keyframe_max_side: int = Field(default=_DEFAULTS.keyframe_max_side,
                                    description="Keyframes keep full size up to this many pixels on the long side.")
     jpeg_quality: int = Field(default=_DEFAULTS.jpeg_quality, description="Keyframe JPEG quality.")
+    detector_mode: str = Field(
+        default=_DEFAULTS.mode,
+        description=("'auto' (TransNetV2 on every frame on a GPU, only on the stretches the cheap detector cannot "
+                     "settle on a CPU), 'routed', 'neural' or 'cheap' (never the network)."))
+    extra_keyframes: int = Field(default=_DEFAULTS.extra_keyframes,
+                                 description="At most this many keyframes per shot beyond the representative one.")
 
     def params(self) -> ShotParams:
         return ShotParams(min_score=self.min_score, ratio=self.ratio, min_scene_s=self.min_scene_s,
-                          keyframe_max_side=self.keyframe_max_side, jpeg_quality=self.jpeg_quality)
+                          keyframe_max_side=self.keyframe_max_side, jpeg_quality=self.jpeg_quality,
+                          mode=self.detector_mode, extra_keyframes=self.extra_keyframes)
 
 
-def keyframe_key(media_id: str, scene_index: int) -> str:
-    return f"keyframes/{media_id}/{scene_index}.jpg"
+def keyframe_key(media_id: str, scene_index: int, extra: int = 0) -> str:
+    """keyframes/<media_id>/<scene_index>.jpg for the representative keyframe,
+    <scene_index>_<n>.jpg for the shot's n-th extra one."""
+    return f"keyframes/{media_id}/{scene_index}.jpg" if not extra else f"keyframes/{media_id}/{scene_index}_{extra}.jpg"
 
 
 def scenes_of(run: StageRun, m: dict) -> Outcome:
@@ -56,6 +65,9 @@ def scenes_of(run: StageRun, m: dict) -> Outcome:
             for shot in scan_video(_local(src), params, scan):
                 objects.put(keyframe_key(mid, shot.index), shot.keyframe_jpeg)
                 shot.keyframe_jpeg = b""  # written; do not hold every JPEG of a long video
+                for n, extra in enumerate(shot.extra_keyframes, 1):
+                    objects.put(keyframe_key(mid, shot.index, n), extra.jpeg)
+                    extra.jpeg = b""
                 shots.append(shot)
             expected = m["video_frames"] or 0
             if expected and scan.frames_decoded < expected * 0.98 - 1:
@@ -68,25 +80,37 @@ def scenes_of(run: StageRun, m: dict) -> Outcome:
             run.stats["video_frames"] += expected
             run.stats["videos_decoded"] += 1
             run.stats["decoder_opens"] += scan.decoder_opens
+            run.stats["neural_frames"] += scan.neural_frames
+            run.stats["routed_stretches"] += scan.routed_stretches
+            if scan.neural_frames:
+                from ..media.transitions import gpu_available
+
+                run.metadata["transnet_device"] = "cuda" if gpu_available() else "cpu"
+            run.metadata["detector_mode"] = scan.mode
             # The one-decode proof: every decoded video was opened once.
             run.metadata["decodes_per_video"] = max(run.metadata.get("decodes_per_video", 0), scan.decoder_opens)
     except BaseException:
         objects.delete_prefix(f"keyframes/{mid}")  # no keyframes of a media without scenes rows
         raise
-    detector = "image" if m["kind"] == "image" else params.detector
+    image = m["kind"] == "image"
     rows = [{
         "media_id": mid, "scene_index": s.index, "start_s": s.start_s, "end_s": s.end_s,
         "keyframe_s": s.keyframe_s, "keyframe_uri": objects.uri(keyframe_key(mid, s.index)), "phash": s.phash,
         "code_version": SCENES.code_version, "start_frame": s.start_frame, "frame_count": s.frame_count,
         "keyframe_width": s.keyframe_width, "keyframe_height": s.keyframe_height, "cut_score": s.cut_score,
-        "detector": detector,
+        # How the shot begins and which detector decided it (an image: 'image').
+        "detector": "image" if image else s.detector, "transition": None if image else s.transition,
+        "transition_start_s": s.transition_start_s, "transition_end_s": s.transition_end_s,
+        "extra_keyframe_s": [e.t for e in s.extra_keyframes],
+        "extra_keyframe_uris": [objects.uri(keyframe_key(mid, s.index, n)) for n in range(1, len(s.extra_keyframes) + 1)],
     } for s in shots]
-    run.stats["keyframes_written"] += len(rows)
+    run.stats["keyframes_written"] += len(rows) + sum(len(s.extra_keyframes) for s in shots)
     return Outcome(mid, rows=rows, media_seconds=(m["duration_s"] or scan.duration_s) if scan.decoder_opens else 0.0,
                    note=f"{scan.frames_decoded} frames decoded once" if scan.decoder_opens else "")
 
 
-SCENE_COLUMNS = ["media_id", "scene_index", "start_s", "end_s", "keyframe_s", "keyframe_uri"]
+SCENE_COLUMNS = ["media_id", "scene_index", "start_s", "end_s", "keyframe_s", "keyframe_uri", "extra_keyframe_s",
+                 "extra_keyframe_uris"]
 
 
 def scenes_by_media(lake, media_ids: list[str]) -> dict[str, list[dict]]:
@@ -109,27 +133,34 @@ def summarize(run: StageRun, rows) -> dict:
 
 
 def _local(uri: str) -> str:
-    from ..media.files import local_path  # file:// URIs of non-UTF-8 names decode to their bytes
+    # file:// URIs of non-UTF-8 names decode to their bytes; a source that vanished or became
+    # a FIFO since ingest raises its MediaError here instead of hanging the decoder.
+    from ..media.files import source_path
 
-    return local_path(uri)
+    return source_path(uri)
 
 
 KEYFRAMES = AssetSpec(
     "keyframes", group_name="visual", kinds={"file"},
-    description=("One upright JPEG per shot in the object store (keyframes/<media_id>/<scene_index>.jpg, up to "
-                 "1280 px on the long side), written by the scenes step from the same single decode; the "
-                 "`scenes` rows name them (keyframe_uri). OCR and image embeddings read them."),
+    description=("Upright JPEGs in the object store, up to 1280 px on the long side, written by the scenes step "
+                 "from the same single decode: one representative per shot (keyframes/<media_id>/<scene_index>.jpg, "
+                 "the `scenes` row's keyframe_uri, which image embeddings read) and, for a shot whose picture "
+                 "changes, up to 4 more (<scene_index>_<n>.jpg, extra_keyframe_uris). OCR reads them all."),
 )
 
 SCENES = Stage(
-    name="scenes", table="scenes", code_version="scenes@1", group="visual",
+    name="scenes", table="scenes", code_version="scenes@2", group="visual",
     description=(
         "One row per detected shot of each video (media_id, scene_index, start_s/end_s in seconds from the "
         "start of the stream, keyframe_s), with a representative keyframe per shot saved as an upright JPEG in "
         "the object store (keyframe_uri, keyframes/<media_id>/<scene_index>.jpg, up to 1280 px on the long "
-        "side) and its perceptual hash (phash, 16 hex digits). An image is one scene (0..0) whose keyframe is "
-        "the image; audio has no scenes. Each video is decoded once for detection, keyframes and hashes. "
-        "Delta table `scenes`."
+        "side) and its perceptual hash (phash, 16 hex digits). How each shot begins: transition ('cut', "
+        "'dissolve', 'fade' or 'wipe'; 'start' for the first shot) with transition_start_s/transition_end_s (its "
+        "first and last frame), and detector (which detector decided it: the cheap adaptive YUV-difference one, "
+        "or TransNetV2 on the stretches routed to it, on every frame on a GPU). A shot whose picture changes "
+        "has extra keyframes (extra_keyframe_s, extra_keyframe_uris) for OCR. An image is one scene (0..0) "
+        "whose keyframe is the image; audio has no scenes. Each video is decoded once for detection, keyframes "
+        "and hashes. Delta table `scenes`."
     ),
     compute=scenes_of, resources=("objects",), config=ScenesConfig,
     config_model=lambda config: config.params().detector,

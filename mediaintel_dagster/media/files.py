@@ -254,3 +254,17 @@ def hash_file(path: str, *, max_bytes: int | None = None, stall_s: float = DEFAU
     if size == 0:
         raise MediaError(ErrorCode.EMPTY_FILE, f"{name} is empty (0 bytes): nothing was delivered, or the copy failed.")
     return Hashed(sha, size)
+
+
+def source_path(uri: str) -> str:
+    """The local path of a media's ``source_uri`` for a stage about to decode it, checked first.
+
+    The file was whole when ingest hashed it, but it may since have vanished, lost its
+    permissions or been replaced by a FIFO (which would block the decoder's open for ever):
+    each of those raises the MediaError that names it, so the stage quarantines the media
+    instead of hanging or failing the run.
+    """
+    path = local_path(uri)
+    fd, _ = open_regular(path)
+    os.close(fd)
+    return path
