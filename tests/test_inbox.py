@@ -229,3 +229,40 @@ def test_a_source_replaced_by_a_fifo_after_ingest_is_quarantined_not_waited_on(h
     assert box["ok"]
     (row,) = [r for r in lake.read("quarantine").to_pylist() if r["stage"] == "scenes"]
     assert row["error_type"] == "not_a_file" and "FIFO" in row["message"]
+
+
+def test_a_folder_the_walk_cannot_read_gets_a_row():
+    """Permissions do not stop root, so where the test runs as root the listing runs in a
+    forked child that has dropped to `nobody` (no exec: the venv under /root is closed to it)."""
+    import shutil
+    import tempfile
+
+    from mediaintel_dagster.resources.inbox import LocalInboxResource
+
+    base = tempfile.mkdtemp(prefix="mediaintel-perm-")
+    locked = os.path.join(base, "locked")
+    try:
+        os.chmod(base, 0o755)
+        os.mkdir(locked)
+        with open(os.path.join(locked, "inside.mp4"), "wb") as fh:
+            fh.write(b"x")
+        os.chmod(locked, 0)
+        r, w = os.pipe()
+        pid = os.fork()
+        if pid == 0:  # the child: list, write the entries, exit without pytest's teardown
+            try:
+                if os.geteuid() == 0:
+                    os.setuid(65534)
+                entries = [[f.source_uri, f.error] for f in LocalInboxResource(roots=[base]).list_files()]
+                os.write(w, json.dumps(entries).encode())
+            finally:
+                os._exit(0)
+        os.close(w)
+        with os.fdopen(r) as fh:
+            data = fh.read()
+        os.waitpid(pid, 0)
+        (entry,) = json.loads(data)
+        assert entry[0] == locked and entry[1][0] == "unreadable" and "permission denied" in entry[1][1]
+    finally:
+        os.chmod(locked, 0o755)
+        shutil.rmtree(base)
