@@ -5,7 +5,7 @@ from __future__ import annotations
 import os
 from pathlib import Path
 
-from dagster import DagsterInstance
+from dagster import AssetKey, DagsterInstance
 
 from . import config
 
@@ -15,6 +15,9 @@ DEFAULT_DAGSTER_YAML = """\
 telemetry:
   enabled: false
 """
+
+
+_PROBE_KEY = AssetKey(["mediaintel", "instance-init-probe"])
 
 
 def ensure_dagster_home() -> Path:
@@ -29,5 +32,24 @@ def ensure_dagster_home() -> Path:
 
 
 def get_instance() -> DagsterInstance:
-    ensure_dagster_home()
-    return DagsterInstance.get()
+    """The instance under DAGSTER_HOME, its storage created by one process at a time.
+
+    Dagster's SQLite storages create their tables on first use without a lock, so two
+    `mediaintel process` started at once on a fresh instance both ran CREATE TABLE and one
+    crashed ("table run_tags already exists"). An exclusive file lock around the first
+    touch of each storage serialises that; once the tables exist it costs a few ms.
+    """
+    import fcntl
+
+    home = ensure_dagster_home()
+    with open(home / ".instance-init.lock", "a") as lock:
+        fcntl.flock(lock, fcntl.LOCK_EX)
+        try:
+            instance = DagsterInstance.get()
+            # Touch every storage so that each creates (or migrates) its tables under the lock.
+            instance.get_runs(limit=1)
+            instance.get_latest_materialization_event(_PROBE_KEY)
+            instance.all_instigator_state()
+        finally:
+            fcntl.flock(lock, fcntl.LOCK_UN)
+    return instance

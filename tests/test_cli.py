@@ -107,3 +107,26 @@ def test_demo(home):
     assert {h["item_kind"] for h in spoken} == {"segment"}
     empty = run_cli("search", "  ")
     assert empty.returncode == 2 and "empty query" in empty.stderr
+
+
+@pytest.mark.slow
+def test_two_process_calls_at_once_on_a_fresh_instance(home, tmp_path):
+    """Both create the SQLite storages' tables: without the init lock one crashed with
+    "table run_tags already exists" (a 109-line traceback)."""
+    import subprocess
+
+    from conftest import REPO, VENV_BIN
+    from mediaintel_dagster.media.samples import make_image
+
+    procs = []
+    for name in ("a", "b"):
+        make_image(tmp_path / name / f"{name}.png", name.upper(), size=(160, 90))
+    for name in ("a", "b"):
+        procs.append(subprocess.Popen([str(VENV_BIN / "mediaintel"), "process", "-q", str(tmp_path / name)],
+                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO))
+    for p in procs:
+        out, err = p.communicate(timeout=300)
+        assert p.returncode == 0 and "Traceback" not in err, err[-3000:]
+        assert json.loads(out.strip().splitlines()[-1])["runs"] == 1
+    runs = DagsterInstance.from_config(str(home / "dagster")).get_runs()
+    assert len(runs) == 2 and all(r.status == DagsterRunStatus.SUCCESS for r in runs)
