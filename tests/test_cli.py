@@ -110,23 +110,30 @@ def test_demo(home):
 
 
 @pytest.mark.slow
-def test_two_process_calls_at_once_on_a_fresh_instance(home, tmp_path):
-    """Both create the SQLite storages' tables: without the init lock one crashed with
-    "table run_tags already exists" (a 109-line traceback)."""
+def test_two_process_calls_at_once_on_a_fresh_instance(home, tmp_path, lake, monkeypatch):
+    """Two `mediaintel process` of the same folder started together on a fresh instance:
+    both create the SQLite storages' tables (without the init lock one crashed with "table
+    run_tags already exists"), and both run the same window, which is computed once (the
+    window lock): the second run finds every stage done."""
     import subprocess
+    from collections import Counter
 
     from conftest import REPO, VENV_BIN
     from mediaintel_dagster.media.samples import make_image
 
-    procs = []
-    for name in ("a", "b"):
-        make_image(tmp_path / name / f"{name}.png", name.upper(), size=(160, 90))
-    for name in ("a", "b"):
-        procs.append(subprocess.Popen([str(VENV_BIN / "mediaintel"), "process", "-q", str(tmp_path / name)],
-                                      stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO))
+    monkeypatch.setenv("MEDIAINTEL_SHARDS", "1")  # both files in one window: one run per call
+    make_image(tmp_path / "drop" / "card.png", "CARD", size=(160, 90))
+    make_image(tmp_path / "drop" / "sign.png", "SIGN", size=(160, 90), background=(120, 30, 30))
+    procs = [subprocess.Popen([str(VENV_BIN / "mediaintel"), "process", "-q", str(tmp_path / "drop")],
+                              stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, cwd=REPO)
+             for _ in range(2)]
     for p in procs:
         out, err = p.communicate(timeout=300)
         assert p.returncode == 0 and "Traceback" not in err, err[-3000:]
         assert json.loads(out.strip().splitlines()[-1])["runs"] == 1
     runs = DagsterInstance.from_config(str(home / "dagster")).get_runs()
     assert len(runs) == 2 and all(r.status == DagsterRunStatus.SUCCESS for r in runs)
+    written = Counter((r["asset"], r["media_id"]) for r in lake.read("audit_log").to_pylist()
+                      if r["status"] == "written")
+    assert written and set(written.values()) == {1}, written  # each stage did each media once
+    assert {a for a, _ in written} >= {"media", "scenes", "ocr_text", "scene_embeddings"}

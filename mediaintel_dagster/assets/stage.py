@@ -475,7 +475,11 @@ def build_stage_asset(stage: Stage, partitions_def):
     body = stage.run or run_stage
 
     def _stage(context: AssetExecutionContext, config: StageConfig):
-        yield from body(stage, context, config)
+        # One run of a window per stage at a time: a second run waits, then plans against
+        # what the first wrote and finds it done (LakehouseResource.window_lock).
+        partition = context.partition_key if context.has_partition_key else None
+        with context.resources.lake.window_lock(stage.name, partition):
+            yield from body(stage, context, config)
 
     # The config class is the stage's own (its fields show in the launchpad).
     _stage.__annotations__["config"] = stage.config

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import contextlib
 import datetime as dt
+import hashlib
+import os
 import random
 import time
 from collections.abc import Iterable, Sequence
@@ -117,6 +120,32 @@ class LakehouseResource(ConfigurableResource):
             self.ensure(table)
 
     # ---- reads -----------------------------------------------------------------
+    @contextlib.contextmanager
+    def window_lock(self, stage: str, partition: str | None):
+        """Held while a stage plans, computes and writes one window, so two runs of the same
+        window (a sensor run and a CLI call, a retried run beside its original) do not both
+        do all the compute: the second waits, then finds the work done.
+
+        On a local lake this is an exclusive file lock beside the tables (``_locks/``, not a
+        table). On an object store there is no shared filesystem; production's run queue
+        already runs one run per shard at a time (the ``dagster/partition/shard`` tag limit
+        in deploy/dagster.postgres.yaml), which serialises a window's runs.
+        """
+        if "://" in self.root and not self.root.startswith("file://"):
+            yield
+            return
+        import fcntl
+
+        folder = os.path.join(self.root.removeprefix("file://"), "_locks")
+        os.makedirs(folder, exist_ok=True)
+        name = hashlib.sha256(f"{stage}\x00{partition}".encode()).hexdigest()[:24]
+        with open(os.path.join(folder, f"{name}.lock"), "a") as fh:
+            fcntl.flock(fh, fcntl.LOCK_EX)
+            try:
+                yield
+            finally:
+                fcntl.flock(fh, fcntl.LOCK_UN)
+
     def dataset(self, table: str, as_of_version: int | None = None) -> pads.Dataset:
         """The table as an Arrow dataset (filters push down); empty if it does not exist."""
         dtab = self.delta_table(table)
