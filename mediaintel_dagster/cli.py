@@ -71,6 +71,8 @@ def process(paths: list[str], force: bool = False, quiet: bool = False) -> dict:
     if missing:
         raise SystemExit(f"mediaintel process: no such file or folder: {', '.join(missing)}")
     instance = get_instance()
+    for line in fail_orphaned_runs(instance):
+        print(f"mediaintel process: {line}", file=sys.stderr)
     # Files named on the command line are complete: no settle delay.
     inbox = LocalInboxResource(roots=[os.path.abspath(p) for p in paths], settle_seconds=0)
     listing = inbox.scan()
@@ -98,7 +100,7 @@ def process(paths: list[str], force: bool = False, quiet: bool = False) -> dict:
             print(f"[{n}/{len(windows)}] window {key}: {count} file(s) ...", file=sys.stderr, flush=True)
         result = job.execute_in_process(
             partition_key=key, instance=instance, run_config=run_config,
-            tags={"mediaintel/trigger": "cli"}, raise_on_error=False,
+            tags={"mediaintel/trigger": "cli", **_owner_tags()}, raise_on_error=False,
         )
         status = "ok" if result.success else "FAILED"
         if not result.success:
@@ -113,6 +115,43 @@ def process(paths: list[str], force: bool = False, quiet: bool = False) -> dict:
         _print_losses(losses)
     return {"runs": len(windows), "files": total, "windows": sorted(windows), "failed": failed,
             "skipped": len(listing.skipped), **losses, "exit_code": code}
+
+
+def _owner_tags() -> dict[str, str]:
+    """The process that executes a CLI run in-process, so a later call can tell it died."""
+    import socket
+
+    return {"mediaintel/host": socket.gethostname(), "mediaintel/pid": str(os.getpid())}
+
+
+def fail_orphaned_runs(instance) -> list[str]:
+    """Mark failed the CLI runs left STARTED by a process that died (kill -9, out of memory,
+    a closed terminal): nothing else would, since no daemon watches in-process runs. Only
+    runs of this host whose process is gone are touched. Returns what it did, a line each."""
+    import socket
+
+    from dagster import DagsterRunStatus, RunsFilter
+
+    host, done = socket.gethostname(), []
+    runs = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.STARTING],
+                                        tags={"mediaintel/trigger": "cli", "mediaintel/host": host}))
+    for run in runs:
+        pid = int(run.tags.get("mediaintel/pid", "0") or 0)
+        if pid <= 0 or pid == os.getpid():
+            continue
+        try:
+            os.kill(pid, 0)
+            continue  # still running
+        except ProcessLookupError:
+            pass
+        except PermissionError:
+            continue  # alive, another user's
+        instance.report_run_failed(run, message=f"its process {pid} on {host} died before the run ended "
+                                                "(killed, or out of memory); marked failed by a later "
+                                                "`mediaintel process`")
+        done.append(f"run {run.run_id} (window {run.tags.get('dagster/partition', '?')}) was left STARTED by "
+                    f"process {pid}, which died: marked failed; its window is redone now if named again")
+    return done
 
 
 def _names(uris: list[str], limit: int) -> list[str]:

@@ -137,3 +137,45 @@ def test_two_process_calls_at_once_on_a_fresh_instance(home, tmp_path, lake, mon
                       if r["status"] == "written")
     assert written and set(written.values()) == {1}, written  # each stage did each media once
     assert {a for a, _ in written} >= {"media", "scenes", "ocr_text", "scene_embeddings"}
+
+
+@pytest.mark.slow
+def test_a_run_whose_process_was_killed_is_marked_failed_by_the_next_call(home, tmp_path):
+    """kill -9 mid-run left the run STARTED for ever (no daemon watches in-process runs);
+    the next `process` marks it failed, says so, and redoes the window."""
+    import os
+    import signal
+    import subprocess
+    import time
+
+    from dagster import RunsFilter
+
+    from conftest import REPO, VENV_BIN
+    from mediaintel_dagster.instance import get_instance
+    from mediaintel_dagster.media.samples import make_audio
+
+    make_audio(tmp_path / "drop" / "talk.wav", "This is a long recording about the weather in the north. " * 6)
+    cmd = [str(VENV_BIN / "mediaintel"), "process", "-q", str(tmp_path / "drop")]
+    victim = subprocess.Popen(cmd, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL, cwd=REPO)
+    instance_dir = str(home / "dagster")
+    instance = get_instance()  # under the init lock: the CLI is creating the same storages
+    deadline = time.monotonic() + 240
+    started = None
+    while time.monotonic() < deadline and victim.poll() is None:
+        runs = instance.get_runs(filters=RunsFilter(statuses=[DagsterRunStatus.STARTED]))
+        if runs:
+            started = runs[0]
+            break
+        time.sleep(0.2)
+    assert started is not None, "the run never started"
+    os.kill(victim.pid, signal.SIGKILL)
+    victim.wait(30)
+    assert DagsterInstance.from_config(instance_dir).get_run_by_id(started.run_id).status == DagsterRunStatus.STARTED
+
+    again = run_cli("process", str(tmp_path / "drop"))
+    assert again.returncode == 0, again.stderr[-3000:]
+    assert f"run {started.run_id}" in again.stderr and "marked failed" in again.stderr
+    instance = DagsterInstance.from_config(instance_dir)
+    assert instance.get_run_by_id(started.run_id).status == DagsterRunStatus.FAILURE
+    newest = instance.get_runs(limit=1)[0]
+    assert newest.run_id != started.run_id and newest.status == DagsterRunStatus.SUCCESS
