@@ -83,7 +83,17 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("keyframe_width", pa.int32()),  # keyframe JPEG size, upright
             ("keyframe_height", pa.int32()),
             ("cut_score", pa.float64()),  # detector score of the cut that starts the shot (0 for the first)
-            ("detector", pa.string()),  # detector and its settings
+            # Which detector decided the boundary that starts the shot: 'yuvdiff-adaptive@2'
+            # (cheap), 'transnetv2@1.0.5' (neural), 'image' for an image.
+            ("detector", pa.string()),
+            # How the shot begins: 'start' (the first shot), 'cut', 'dissolve', 'fade' or 'wipe';
+            # the transition's first and last frame (both the cut frame for a cut; null for 'start').
+            ("transition", pa.string()),
+            ("transition_start_s", pa.float64()),
+            ("transition_end_s", pa.float64()),
+            # Keyframes beyond the representative one, for a shot whose picture changes (OCR reads them).
+            ("extra_keyframe_s", pa.list_(pa.float64())),
+            ("extra_keyframe_uris", pa.list_(pa.string())),
         ]
     ),
     "transcript_segments": pa.schema(
