@@ -207,3 +207,11 @@ def test_rows_follow_scenes_into_quarantine(home):
     # Nothing left to do until scenes writes the media again.
     res = materialize([ocr_text], partition_key=window, resources=resources, instance=DagsterInstance.ephemeral())
     assert res.asset_materializations_for_node("ocr_text")[0].metadata["media_skipped_done"].value == 1
+
+
+def test_recognition_runs_only_where_text_is_detected(ocr, tmp_path):
+    """A keyframe without text costs one detector pass: no classifier, no recogniser."""
+    blank = np.full((216, 384, 3), 90, np.uint8)
+    assert ocr.read_counted(blank) == ([], False)
+    lines, recognised = ocr.read_counted(_bgr(make_image(tmp_path / "c.jpg", "CITY CENTER", size=(384, 216))))
+    assert recognised and [x.text for x in lines] == ["CITY CENTER"]

@@ -1,4 +1,9 @@
-"""OCR stage: the text lines on every scene keyframe of the window's media -> `ocr_text`."""
+"""OCR stage: the text lines on every keyframe of every scene of the window's media -> `ocr_text`.
+
+A scene has its representative keyframe and, when its picture changes, extra keyframes
+(a caption shown in only part of a shot is on one of them): all are read, and a line read
+again on a later keyframe of the same scene (the same text) is written once, with the
+keyframe it was first seen on (keyframe_s)."""
 
 import statistics
 
@@ -19,29 +24,45 @@ def read_keyframes(run: StageRun, todo: list[dict]):
     for n, m in enumerate(todo, 1):
         mid = m["media_id"]
         rows, errors, ok = [], [], []
+        frames = 0
         for scene in scenes.get(mid, []):
-            uri = scene["keyframe_uri"]
-            try:
-                image = open_keyframe_bgr(uri)
-                t = Stopwatch()
-                lines = ocr.read(image)
-                run.model_seconds += t.seconds
-            except MediaError as err:
-                errors.append((uri, err))
-                continue
-            except Exception as exc:  # an engine error on one image must not stop the run
-                errors.append((uri, MediaError(ErrorCode.MODEL_FAILED, f"OCR failed: {type(exc).__name__}: {exc}")))
-                continue
-            run.stats["keyframes"] += 1
-            ok.append(uri)
-            rows += [{"media_id": mid, "scene_index": scene["scene_index"], "line_index": i, "text": line.text,
-                      "raw_text": line.raw_text, "confidence": line.confidence, "box": line.box,
-                      "keyframe_s": scene["keyframe_s"], "model_id": model_id} for i, line in enumerate(lines)]
+            seen: set[str] = set()
+            for t_s, uri in keyframes_of(scene):
+                frames += 1
+                try:
+                    image = open_keyframe_bgr(uri)
+                    t = Stopwatch()
+                    lines, recognised = ocr.read_counted(image)
+                    run.model_seconds += t.seconds
+                except MediaError as err:
+                    errors.append((uri, err))
+                    continue
+                except Exception as exc:  # an engine error on one image must not stop the run
+                    errors.append((uri, MediaError(ErrorCode.MODEL_FAILED,
+                                                   f"OCR failed: {type(exc).__name__}: {exc}")))
+                    continue
+                run.stats["keyframes"] += 1
+                run.stats["keyframes_without_text"] += not recognised
+                ok.append(uri)
+                for line in lines:
+                    if line.text in seen:
+                        run.stats["lines_repeated"] += 1
+                        continue
+                    seen.add(line.text)
+                    rows.append({"media_id": mid, "scene_index": scene["scene_index"], "line_index": len(seen) - 1,
+                                 "text": line.text, "raw_text": line.raw_text, "confidence": line.confidence,
+                                 "box": line.box, "keyframe_s": t_s, "model_id": model_id})
         run.stats["keyframes_quarantined"] += len(errors)
         for uri, err in errors:
             run.log.warning(f"quarantined keyframe {uri} of {mid}: {err.message}")
-        run.log.info(f"[{n}/{len(todo)}] {mid}: {len(scenes.get(mid, []))} keyframe(s), {len(rows)} line(s)")
+        run.log.info(f"[{n}/{len(todo)}] {mid}: {frames} keyframe(s), {len(rows)} line(s)")
         yield Outcome(mid, rows=rows, item_errors=errors, ok_items=ok, media_seconds=m.get("duration_s") or 0.0)
+
+
+def keyframes_of(scene: dict) -> list[tuple[float, str]]:
+    """(time, uri) of every keyframe of a scene: the representative one first, then its extras."""
+    extra = list(zip(scene.get("extra_keyframe_s") or [], scene.get("extra_keyframe_uris") or []))
+    return [(scene["keyframe_s"], scene["keyframe_uri"])] + extra
 
 
 def summarize(run: StageRun, rows) -> dict:
@@ -57,13 +78,16 @@ def summarize(run: StageRun, rows) -> dict:
 
 
 OCR = Stage(
-    name="ocr_text", table="ocr_text", code_version="ocr_text@1", group="visual",
+    name="ocr_text", table="ocr_text", code_version="ocr_text@2", group="visual",
     description=(
-        "One row per text line read on a scene keyframe (Delta table `ocr_text`): media_id, scene_index, "
-        "line_index (top to bottom), text (with the spaces between words restored), raw_text (as the recogniser "
-        "read it), confidence (0-1), box (4 corner points x0,y0..x3,y3 in keyframe pixels), keyframe_s and "
-        "model_id (RapidOCR PP-OCRv4 on ONNX Runtime). Reads the window's `scenes` rows and their keyframe "
-        "JPEGs. A keyframe that is missing or not decodable gets a `quarantine` row and its media is retried "
+        "One row per distinct text line read on a scene's keyframes (Delta table `ocr_text`; every keyframe "
+        "of the scene is read, the representative one and the extras of a shot whose picture changes, and a "
+        "line seen again is written once): media_id, scene_index, "
+        "line_index (in reading order), text (with the spaces between words restored), raw_text (as the "
+        "recogniser read it), confidence (0-1), box (4 corner points x0,y0..x3,y3 in keyframe pixels), keyframe_s "
+        "(the keyframe the line was read on) and "
+        "model_id (RapidOCR PP-OCRv4 on ONNX Runtime; recognition runs only on keyframes where detection "
+        "finds text). Reads the window's `scenes` rows and their keyframe JPEGs. A keyframe that is missing or not decodable gets a `quarantine` row and its media is retried "
         "by the retry rule; media already read with this code version and model are skipped."
     ),
     compute=read_keyframes, batch=True, model="ocr", deps=("scenes", "keyframes"), after=("scenes",),

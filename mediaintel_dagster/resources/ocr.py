@@ -44,12 +44,18 @@ class OcrResource(ConfigurableResource):
 
     def read(self, image: np.ndarray) -> list[OcrLine]:
         """Text lines on a BGR (OpenCV order) image, top to bottom, with confidence >= min_confidence."""
+        return self.read_counted(image)[0]
+
+    def read_counted(self, image: np.ndarray) -> tuple[list[OcrLine], bool]:
+        """(lines, whether recognition ran). Detection runs first; when it finds no text box
+        the direction classifier and the recogniser are not run at all (RapidOCR returns
+        straight after detection), so a keyframe without text costs one detector pass."""
         import cv2
 
         result, _ = self.engine()(image, return_word_box=True, text_score=self.text_score,
                                   box_thresh=self.box_thresh, unclip_ratio=self.unclip_ratio)
         if not result:
-            return []
+            return [], result is not None
         gray = cv2.cvtColor(image, cv2.COLOR_BGR2GRAY) if image.ndim == 3 else image
         lines = []
         for item in result:
@@ -67,4 +73,4 @@ class OcrResource(ConfigurableResource):
                 box=[float(v) for pt in box for v in pt], raw_text=raw, spaces_added=added,
                 char_confidences=char_conf,
             ))
-        return lines
+        return lines, True
