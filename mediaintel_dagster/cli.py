@@ -87,34 +87,100 @@ def process(paths: list[str], force: bool = False, quiet: bool = False) -> dict:
         return {"runs": 0, "files": 0, "windows": [], "failed": [], "skipped": len(listing.skipped),
                 "losses": {}, "exit_code": EXIT_OK}
     job = build_defs({"inbox": inbox}).resolve_job_def("ingest_job")
+    failed = _run_windows(instance, job, {k: f"{n} file(s)" for k, n in windows.items()}, force=force, quiet=quiet)
+    losses = input_losses([f.source_uri for f in listing.files])
+    if not quiet:
+        _print_losses(losses)
+    return {"runs": len(windows), "files": sum(windows.values()), "windows": sorted(windows), "failed": failed,
+            "skipped": len(listing.skipped), **losses, "exit_code": _exit_code(failed, losses)}
+
+
+def _exit_code(failed: list, losses: dict) -> int:
+    return (EXIT_RUN_FAILED if failed else EXIT_MEDIA_LOST if losses["lost_after_ingest"]
+            else EXIT_INPUT_QUARANTINED if losses["quarantined_at_ingest"] else EXIT_OK)
+
+
+def _run_windows(instance, job, windows: dict[str, str], *, force: bool = False, quiet: bool = False,
+                 trigger: str = "cli") -> list[str]:
+    """Run ``job`` for each window (key -> what it holds, for the progress line), in-process
+    through the persistent instance; returns the windows whose run failed."""
     failed = []
     run_config = {
         # Every stage takes StageConfig; `--force` redoes the window in all of them.
         "ops": {name: {"config": {"force": force}} for name in _stage_ops(job)},
         "loggers": {"console": {"config": {"log_level": "WARNING" if quiet else "INFO"}}},
     }
-    total = sum(windows.values())
-    for n, (key, count) in enumerate(sorted(windows.items()), 1):
+    for n, (key, what) in enumerate(sorted(windows.items()), 1):
         t0 = time.perf_counter()
         if not quiet:
-            print(f"[{n}/{len(windows)}] window {key}: {count} file(s) ...", file=sys.stderr, flush=True)
+            print(f"[{n}/{len(windows)}] window {key}: {what} ...", file=sys.stderr, flush=True)
         result = job.execute_in_process(
             partition_key=key, instance=instance, run_config=run_config,
-            tags={"mediaintel/trigger": "cli", **_owner_tags()}, raise_on_error=False,
+            # "cli" marks runs whose process a later call may find dead (fail_orphaned_runs).
+            tags={"mediaintel/trigger": "cli", "mediaintel/command": trigger, **_owner_tags()},
+            raise_on_error=False,
         )
-        status = "ok" if result.success else "FAILED"
         if not result.success:
             failed.append(key)
         if not quiet:
-            print(f"[{n}/{len(windows)}] window {key}: {status} in {time.perf_counter() - t0:.1f}s "
-                  f"(run {result.run_id})", file=sys.stderr, flush=True)
-    losses = input_losses([f.source_uri for f in listing.files])
-    code = (EXIT_RUN_FAILED if failed else EXIT_MEDIA_LOST if losses["lost_after_ingest"]
-            else EXIT_INPUT_QUARANTINED if losses["quarantined_at_ingest"] else EXIT_OK)
+            print(f"[{n}/{len(windows)}] window {key}: {'ok' if result.success else 'FAILED'} in "
+                  f"{time.perf_counter() - t0:.1f}s (run {result.run_id})", file=sys.stderr, flush=True)
+    return failed
+
+
+# ---- redrive -------------------------------------------------------------------------
+def redrive(stage: str | None = None, error_type: str | None = None, dry_run: bool = False,
+            quiet: bool = False) -> dict:
+    """Retry dead letters: mark the matching quarantine rows for one more try and run their
+    windows now (what redrive_job and redrive_sensor do in the UI). Returns the rows marked,
+    the runs, and what is still lost among them afterwards, with the exit code that says it."""
+    from .definitions import build_defs
+    from .instance import get_instance
+    from .media.errors import error_code
+    from .resources import LakehouseResource
+
+    if error_type is not None:
+        try:
+            error_code(error_type)
+        except ValueError as exc:
+            raise SystemExit(f"mediaintel redrive: {exc}") from None
+    lake = LakehouseResource()
+    rows = lake.request_redrive(stage, error_type, dry_run=dry_run)
+    marked = [{"file": _display(r["source_uri"]), "source_uri": r["source_uri"], "stage": r["stage"],
+               "error_type": r["error_type"], "attempts": r.get("attempts"), "window": r["arrival_partition"]}
+              for r in rows]
+    summary = {"marked": len(rows), "dry_run": dry_run, "rows": marked}
+    windows: dict[str, int] = defaultdict(int)
+    for r in rows:
+        if r["arrival_partition"]:
+            windows[r["arrival_partition"]] += 1
+    if dry_run or not rows:
+        if not quiet:
+            print(f"mediaintel redrive: {len(rows)} quarantine row(s) match" + (" (dry run)" if dry_run else ""),
+                  file=sys.stderr)
+        return {**summary, "runs": 0, "failed": [], "exit_code": EXIT_OK}
+    instance = get_instance()
+    job = build_defs().resolve_job_def("ingest_job")
+    failed = _run_windows(instance, job, {k: f"{n} redriven input(s)" for k, n in windows.items()},
+                          quiet=quiet, trigger="redrive")
+    inputs = sorted({r["source_uri"] for r in rows if r["stage"] == "media"}
+                    | set(_sources_of(lake, [r["media_id"] for r in rows if r["stage"] != "media" and r["media_id"]])))
+    losses = input_losses(inputs)
     if not quiet:
         _print_losses(losses)
-    return {"runs": len(windows), "files": total, "windows": sorted(windows), "failed": failed,
-            "skipped": len(listing.skipped), **losses, "exit_code": code}
+    return {**summary, "runs": len(windows), "windows": sorted(windows), "failed": failed, **losses,
+            "exit_code": _exit_code(failed, losses)}
+
+
+def _sources_of(lake, media_ids: list[str]) -> list[str]:
+    return lake.read_keys("media_sources", "media_id", sorted(set(media_ids)),
+                          columns=["source_uri"]).column("source_uri").to_pylist()
+
+
+def _display(uri: str) -> str:
+    from .media.files import display_name
+
+    return display_name(uri)
 
 
 def _owner_tags() -> dict[str, str]:
@@ -378,6 +444,12 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--json", dest="fmt", action="store_const", const="json", default="table",
                    help="a JSON list of objects: media_id, source_uri, item_kind, start_s, end_s, score, text")
 
+    p = sub.add_parser("redrive", help="retry dead letters: quarantined inputs whose cause was fixed")
+    p.add_argument("--stage", help="only this stage's rows (media, scenes, ocr_text, transcript_segments, ...)")
+    p.add_argument("--error-type", help="only rows of this error type (see the README's table)")
+    p.add_argument("--dry-run", action="store_true", help="list what would be retried; change nothing")
+    p.add_argument("--quiet", "-q", action="store_true")
+
     p = sub.add_parser("compact", help="compact (and vacuum) the lakehouse tables: what the nightly schedule does")
     p.add_argument("--vacuum-hours", type=int, default=168,
                    help="remove files unreferenced for this many hours (default 168; -1: no vacuum)")
@@ -394,6 +466,10 @@ def main(argv: list[str] | None = None) -> int:
         return sql(args.query, fmt=args.fmt, as_of=_parse_as_of(args.as_of))
     if args.command == "search":
         return search(args.query, k=args.k, fmt=args.fmt, kinds=args.kinds)
+    if args.command == "redrive":
+        summary = redrive(args.stage, args.error_type, dry_run=args.dry_run, quiet=args.quiet)
+        print(json.dumps(summary, default=str))
+        return summary["exit_code"]
     if args.command == "compact":
         from .resources import LakehouseResource
         from .lake.schemas import TABLES

@@ -11,8 +11,11 @@ The executor is configuration, not code (``MEDIAINTEL_EXECUTOR``):
 
 from . import config
 
-from dagster import (AssetSelection, DefaultScheduleStatus, ExecutorDefinition, OpExecutionContext, ScheduleDefinition,
-                     define_asset_job, in_process_executor, job, multiprocess_executor, op)
+from typing import Optional
+
+from dagster import (AssetSelection, Config, DefaultScheduleStatus, ExecutorDefinition, MetadataValue,
+                     OpExecutionContext, ScheduleDefinition, define_asset_job, in_process_executor, job,
+                     multiprocess_executor, op)
 
 from .monitoring.logs import RUN_CONFIG_LOGGERS
 
@@ -77,3 +80,37 @@ lake_maintenance_schedule = ScheduleDefinition(
     name="lake_maintenance_schedule", job=lake_maintenance_job, cron_schedule="0 3 * * *", default_status=DefaultScheduleStatus.RUNNING,
     description="Nightly compaction: every run appends small files to audit_log and quarantine.",
 )
+
+
+# ---- dead letters ----------------------------------------------------------------------
+
+class RedriveConfig(Config):
+    """Which quarantine rows to retry once more: by stage, by error type (both optional; all when neither)."""
+
+    stage: Optional[str] = None
+    error_type: Optional[str] = None
+
+
+@op(description="Mark quarantine rows (dead letters: permanent errors, or retryable ones out of attempts) for one "
+                "more try, after their cause was fixed (a raised size limit, a restored mount, a fixed bug). "
+                "redrive_sensor then requests a run of each window they belong to.",
+    required_resource_keys={"lake"})
+def request_redrive(context: OpExecutionContext, config: RedriveConfig) -> None:
+    from collections import Counter
+
+    from .media.errors import error_code
+
+    if config.error_type is not None:
+        error_code(config.error_type)  # an unknown type fails here, with the list of known ones
+    rows = context.resources.lake.request_redrive(config.stage, config.error_type)
+    counts = Counter((r["stage"], r["error_type"]) for r in rows)
+    context.log.info(f"marked {len(rows)} quarantine row(s) for redrive: "
+                     + (", ".join(f"{s}/{e}: {n}" for (s, e), n in sorted(counts.items())) or "none matched"))
+    context.add_output_metadata({"marked": len(rows),
+                                 "by_stage_and_type": MetadataValue.json({f"{s}/{e}": n for (s, e), n in counts.items()})})
+
+
+@job(description="Dead letters: retry quarantined inputs once more (config: stage, error_type); "
+                 "redrive_sensor requests the runs. `mediaintel redrive` does the same from a shell.")
+def redrive_job():
+    request_redrive()

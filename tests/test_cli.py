@@ -179,3 +179,46 @@ def test_a_run_whose_process_was_killed_is_marked_failed_by_the_next_call(home, 
     assert instance.get_run_by_id(started.run_id).status == DagsterRunStatus.FAILURE
     newest = instance.get_runs(limit=1)[0]
     assert newest.run_id != started.run_id and newest.status == DagsterRunStatus.SUCCESS
+
+
+@pytest.mark.slow
+def test_redrive_retries_dead_letters_once_their_cause_is_fixed(home, tmp_path, monkeypatch, lake):
+    """A permanent error waits for a change of input or code; when its cause was fixed
+    elsewhere (here, a raised size limit), redrive retries it once, from the CLI or from
+    redrive_job plus redrive_sensor in the UI."""
+    from dagster import build_sensor_context
+
+    from mediaintel_dagster.media.samples import make_image
+    from mediaintel_dagster.sensors import redrive_sensor
+
+    img = make_image(tmp_path / "drop" / "poster.png", "POSTER", size=(320, 180))
+    monkeypatch.setenv("MEDIAINTEL_MAX_FILE_BYTES", "1000")
+    first = run_cli("process", "-q", str(tmp_path / "drop"))
+    assert first.returncode == EXIT_INPUT_QUARANTINED
+    (row,) = lake.read("quarantine").to_pylist()
+    assert row["error_type"] == "too_large" and not row["retryable"]
+    # A plain rerun leaves it where it is: nothing changed, and the error is permanent.
+    monkeypatch.delenv("MEDIAINTEL_MAX_FILE_BYTES")
+    assert run_cli("process", "-q", str(tmp_path / "drop")).returncode == EXIT_INPUT_QUARANTINED
+
+    bad = run_cli("redrive", "--error-type", "too_big")
+    assert bad.returncode != 0 and "too_large" in bad.stderr and "Traceback" not in bad.stderr
+    dry = run_cli("redrive", "--error-type", "too_large", "--dry-run")
+    assert dry.returncode == 0 and json.loads(dry.stdout.splitlines()[-1])["marked"] == 1
+    assert lake.read("quarantine").to_pylist()[0]["redrive_requested_at"] is None  # a dry run marks nothing
+
+    # The UI's way: the sensor requests a run of the marked row's window, once per mark.
+    lake.request_redrive(error_type="too_large")
+    requests = redrive_sensor(build_sensor_context(resources={"lake": lake})).run_requests
+    assert [r.partition_key for r in requests] == [row["arrival_partition"]]
+    assert requests[0].run_key.startswith(f"redrive:{row['arrival_partition']}:")
+
+    out = run_cli("redrive", "--error-type", "too_large")
+    assert out.returncode == 0, out.stderr[-3000:]
+    summary = json.loads(out.stdout.splitlines()[-1])
+    assert summary["marked"] == 1 and summary["runs"] == 1 and summary["losses"] == {}
+    assert lake.read("quarantine").num_rows == 0
+    (media,) = lake.read("media").to_pylist()
+    assert media["source_uri"] == str(img) and media["kind"] == "image"
+    after = redrive_sensor(build_sensor_context(resources={"lake": lake}))
+    assert "nothing marked" in after.skip_message  # the row is gone: nothing left to request

@@ -73,7 +73,8 @@ def ingest(stage: Stage, context: AssetExecutionContext, config: MediaConfig):
         q = quarantined.get(f.source_uri)
         if (not config.force and q and q["size_bytes"] == f.size_bytes and q["mtime_ns"] == f.mtime_ns
                 and q["code_version"] == cv
-                and not should_retry(config.retry, [q["error_type"]], q.get("attempts") or 1, config.max_attempts)):
+                and not should_retry(config.retry, [q["error_type"]], q.get("attempts") or 1, config.max_attempts,
+                                     q.get("redrive_requested_at") is not None)):
             stats["still_quarantined"] += 1
             continue
         if f.error is not None:  # the walk itself could not read it (loop, path too long, folder)

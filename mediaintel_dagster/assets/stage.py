@@ -224,16 +224,18 @@ def plan(lake: LakehouseResource, stage: Stage, media: list[dict], *, code_versi
     return Plan(media=media, todo=todo, done=done, waiting=waiting, held=held, latest=mine)
 
 
-def should_retry(rule: str, codes: Iterable[str], attempts: int, max_attempts: int) -> bool:
+def should_retry(rule: str, codes: Iterable[str], attempts: int, max_attempts: int,
+                 redrive: bool = False) -> bool:
     """The retry rule for a quarantined input (one place; the README lists it).
 
     'always': yes. 'never': no (a change of input, code or model, or force, still redoes it).
     'transient': yes while any of its errors is retryable (``ErrorCode.retryable``) and it was
     quarantined fewer than ``max_attempts`` times; no input is retried for ever.
+    ``redrive``: someone asked for one more try (`mediaintel redrive`): yes, under any rule.
     """
     if rule not in RETRY_RULES:
         raise ValueError(f"retry={rule!r}: expected one of {', '.join(RETRY_RULES)}")
-    if rule == "always":
+    if rule == "always" or redrive:
         return True
     if rule == "never":
         return False
@@ -245,14 +247,20 @@ def should_retry(rule: str, codes: Iterable[str], attempts: int, max_attempts: i
 
 def _retry_decisions(lake: LakehouseResource, stage: str, media: list[dict], config: StageConfig) -> dict[str, bool]:
     ids = sorted({m["media_id"] for m in media})
-    rows = lake.read("quarantine", columns=["media_id", "error_type", "attempts"],
-                     filter=(pads.field("stage") == stage) & pads.field("media_id").isin(ids)).to_pylist()
+    ds = lake.dataset("quarantine")
+    cols = [c for c in ("media_id", "error_type", "attempts", "redrive_requested_at") if c in ds.schema.names]
+    rows = ds.to_table(columns=cols,
+                       filter=(pads.field("stage") == stage) & pads.field("media_id").isin(ids)).to_pylist()
     codes: dict[str, list] = {mid: [] for mid in ids}
     attempts: Counter = Counter()
+    redrive: set[str] = set()
     for r in rows:
         codes[r["media_id"]].append(r["error_type"])
         attempts[r["media_id"]] = max(attempts[r["media_id"]], r["attempts"] or 1)
-    return {mid: should_retry(config.retry, codes[mid], attempts[mid], config.max_attempts) for mid in ids}
+        if r.get("redrive_requested_at") is not None:
+            redrive.add(r["media_id"])
+    return {mid: should_retry(config.retry, codes[mid], attempts[mid], config.max_attempts, mid in redrive)
+            for mid in ids}
 
 
 # ---- writing -----------------------------------------------------------------------------------

@@ -27,7 +27,18 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("width", pa.int32()),
             ("height", pa.int32()),
             ("fps", pa.float64()),
+            # width/height: the coded picture as stored. rotation: the display matrix's
+            # counter-clockwise degrees (a phone held upright: -90 or 90). What a player
+            # shows, upright and in square pixels, is display_width x display_height.
             ("rotation", pa.int32()),
+            ("sample_aspect_ratio", pa.string()),  # 'num:den' of a pixel; '64:45' is 16:9 PAL
+            ("display_width", pa.int32()),
+            ("display_height", pa.int32()),
+            ("pixel_format", pa.string()),  # FFmpeg's name: yuv420p, yuv420p10le, yuv422p, ...
+            ("interlaced", pa.bool_()),
+            ("video_start_s", pa.float64()),  # first timestamp of the stream after the media's start
+            ("video_end_s", pa.float64()),  # where the picture ends: before duration_s if the sound outlasts it
+            ("audio_start_s", pa.float64()),
             ("video_frames", pa.int64()),
             ("audio_codec", pa.string()),
             ("sample_rate", pa.int32()),
@@ -66,6 +77,9 @@ SCHEMAS: dict[str, pa.Schema] = {
             # for files, these bytes): the retry rule stops retrying at max_attempts.
             ("attempts", pa.int64()),
             ("retryable", pa.bool_()),  # media.errors.ErrorCode.retryable of error_type
+            # Set by `mediaintel redrive` (or redrive_job): the next run retries this input once,
+            # whatever the retry rule says; a new failure writes a fresh row without it.
+            ("redrive_requested_at", TS),
         ]
     ),
     "scenes": pa.schema(

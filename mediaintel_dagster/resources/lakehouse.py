@@ -314,6 +314,26 @@ class LakehouseResource(ConfigurableResource):
         if stale:
             self.replace("quarantine", [], keys=stale)
 
+    def request_redrive(self, stage: str | None = None, error_type: str | None = None,
+                        dry_run: bool = False) -> list[dict]:
+        """Mark quarantine rows (of ``stage``, of ``error_type``; all when neither) for one
+        more try by the next run of their window, whatever the retry rule says: dead letters
+        (permanent errors, or retryable ones out of attempts) after their cause was fixed.
+        Returns the rows marked (or that would be, with ``dry_run``), marked in one commit."""
+        if self.delta_table("quarantine") is None:
+            return []
+        where = None
+        for col, value in (("stage", stage), ("error_type", error_type)):
+            if value is not None:
+                term = pads.field(col) == value
+                where = term if where is None else where & term
+        rows = self.read("quarantine", filter=where).to_pylist()
+        if rows and not dry_run:
+            now = utcnow()
+            rows = [{**r, "redrive_requested_at": now} for r in rows]
+            self.replace("quarantine", rows, writer="redrive")
+        return rows
+
     # ---- maintenance ----------------------------------------------------------------
     def compact(self, table: str, vacuum_hours: int | None = None) -> dict:
         """Compact ``table`` (OPTIMIZE), and VACUUM files older than ``vacuum_hours`` when given.
