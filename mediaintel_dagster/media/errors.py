@@ -39,7 +39,7 @@ class ErrorCode(str, Enum):
     BAD_PATH = ("bad_path", False,
                 "The path cannot be opened as named: a symbolic link loop, or a path longer than PATH_MAX.")
     TOO_LARGE = ("too_large", False,
-                 "The file is larger than MEDIAINTEL_MAX_FILE_BYTES; raise the limit and rerun with --force.")
+                 "The file is larger than MEDIAINTEL_MAX_FILE_BYTES; raise the limit, then redrive it.")
     READ_TIMEOUT = ("read_timeout", True,
                     "A read made no progress for MEDIAINTEL_READ_TIMEOUT_S (a hung mount or device); retried.")
     CHANGED_WHILE_READ = ("changed_while_read", True,

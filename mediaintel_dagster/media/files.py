@@ -130,8 +130,8 @@ def open_regular(path: str, max_bytes: int | None = None) -> tuple[int, os.stat_
         refuse(st.st_mode)  # again on what was opened: it may have been swapped in between
         if max_bytes is not None and st.st_size > max_bytes:
             raise MediaError(ErrorCode.TOO_LARGE, f"{display_name(path)} is {st.st_size:,} bytes, over the limit of "
-                                                  f"{max_bytes:,} (MEDIAINTEL_MAX_FILE_BYTES); raise the limit and "
-                                                  "rerun with --force to process it.")
+                                                  f"{max_bytes:,} (MEDIAINTEL_MAX_FILE_BYTES); raise the limit, then "
+                                                  "`mediaintel redrive --error-type too_large`.")
         os.set_blocking(fd, True)
         return fd, st
     except BaseException:
