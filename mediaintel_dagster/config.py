@@ -25,6 +25,7 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "DAGSTER_HOME": (None, "Dagster instance (default `$MEDIAINTEL_HOME/dagster`)"),
     "MEDIAINTEL_MAX_FILE_BYTES": (str(64 << 30), "inbox files larger than this are quarantined (`too_large`) unread"),
     "MEDIAINTEL_READ_TIMEOUT_S": ("60", "a file read that makes no progress this long is quarantined (`read_timeout`, retried)"),
+    "MEDIAINTEL_MAX_PENDING_RUNS": ("32", "the inbox sensor requests no runs while this many are queued or running (backpressure)"),
     "MEDIAINTEL_PARTITION_START": ("2024-01-01", "first arrival date"),
     "MEDIAINTEL_SHARDS": ("4", "shards per arrival date (changing it re-maps files to windows: pick once)"),
     "MEDIAINTEL_EXECUTOR": ("in_process", "`in_process`, `multiprocess` or `k8s` (a pod per step)"),

@@ -266,3 +266,29 @@ def test_a_folder_the_walk_cannot_read_gets_a_row():
     finally:
         os.chmod(locked, 0o755)
         shutil.rmtree(base)
+
+
+def test_sensor_backpressure_holds_files_in_the_inbox(home, monkeypatch):
+    from dagster import DagsterRunStatus
+    from dagster._core.test_utils import create_run_for_test  # runs in progress, without running them
+
+    from mediaintel_dagster.instance import get_instance
+    from mediaintel_dagster.media.samples import make_image
+    from mediaintel_dagster.resources import LocalInboxResource
+    from mediaintel_dagster.sensors import inbox_sensor
+
+    instance = get_instance()
+    inbox = LocalInboxResource(roots=[str(home / "inbox")], settle_seconds=0)
+    make_image(home / "inbox" / "a.png", "A", size=(160, 90))
+
+    def tick(cursor=None):
+        return inbox_sensor(build_sensor_context(instance=instance, cursor=cursor, resources={"inbox": inbox}))
+
+    monkeypatch.setenv("MEDIAINTEL_MAX_PENDING_RUNS", "2")
+    for _ in range(2):
+        create_run_for_test(instance, job_name="ingest_job", status=DagsterRunStatus.STARTED)
+    held = tick("held-cursor")
+    assert not held.run_requests and "backpressure: 2 runs queued or in progress" in held.skip_reason.skip_message
+    assert held.cursor == "held-cursor"  # nothing marked seen: the file waits
+    monkeypatch.setenv("MEDIAINTEL_MAX_PENDING_RUNS", "3")
+    assert len(tick().run_requests) == 1

@@ -6,7 +6,10 @@ import json
 import time
 from collections import defaultdict
 
-from dagster import DefaultSensorStatus, RunRequest, SensorEvaluationContext, SensorResult, SkipReason, sensor
+from dagster import (DagsterRunStatus, DefaultSensorStatus, RunRequest, RunsFilter, SensorEvaluationContext,
+                     SensorResult, SkipReason, sensor)
+
+from .. import config
 
 from ..jobs import ingest_job
 from ..monitoring.metrics import record_backlog
@@ -15,6 +18,8 @@ from ..resources import LocalInboxResource
 # A tick requests at most this many files' windows; the rest wait for the next tick, so
 # a huge drop (a migration of 1M files) never produces one enormous evaluation.
 MAX_FILES_PER_TICK = 5000
+_PENDING = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunStatus.STARTING,
+            DagsterRunStatus.STARTED]
 
 
 def _load_cursor(raw: str | None) -> tuple[int, set[str], set[str]]:
@@ -31,13 +36,23 @@ def _load_cursor(raw: str | None) -> tuple[int, set[str], set[str]]:
     description=(
         "Watches the inbox folders and requests one ingest run per arrival window (date x shard) "
         "that received new files. Run keys make a re-delivered or re-seen file a no-op; files "
-        "still being written (mtime younger than the inbox's settle_seconds) wait for a later tick."
+        "still being written (mtime younger than the inbox's settle_seconds) wait for a later tick. "
+        "Backpressure: while MEDIAINTEL_MAX_PENDING_RUNS runs are queued or running it requests nothing "
+        "and keeps its cursor, so new files wait in the inbox (the skip reason says so)."
     ),
 )
 def inbox_sensor(context: SensorEvaluationContext, inbox: LocalInboxResource):
     # The cursor is a high-water mark of ctime (which, unlike mtime, moves when a file is
     # copied or moved in, even with a preserved mtime) plus the signatures of the files at
     # or above it, so the cursor stays small however many files the inbox holds.
+    # Backpressure: while the queue is full, request nothing and keep the cursor, so the
+    # files wait in the inbox (nothing is dropped or marked seen) until runs drain.
+    limit = config.get_int("MEDIAINTEL_MAX_PENDING_RUNS")
+    pending_runs = context.instance.get_runs_count(RunsFilter(statuses=_PENDING))
+    if pending_runs >= limit:
+        return SensorResult(skip_reason=SkipReason(
+            f"backpressure: {pending_runs} runs queued or in progress (MEDIAINTEL_MAX_PENDING_RUNS={limit}); "
+            "new files wait in the inbox"), cursor=context.cursor)
     high_water, seen, unstatable_seen = _load_cursor(context.cursor)
     now = time.time()
     # A file that lands in a folder the walk already passed has a ctime after this moment;
