@@ -77,6 +77,9 @@ class RuleContext:
 
     durations: dict[str, float | None] = field(default_factory=dict)  # media_id -> duration_s
     fps: dict[str, float | None] = field(default_factory=dict)
+    # media_id -> (first, last) second of the picture, when it does not span the whole media
+    # (a sound track that starts earlier or ends later than the video)
+    video_spans: dict[str, tuple[float, float]] = field(default_factory=dict)
     media_ids: set[str] | None = None  # media known to `media` (referential rule)
     time_tolerance_s: float = 0.25
     languages: frozenset[str] = WHISPER_LANGUAGES
@@ -105,6 +108,8 @@ class RuleContext:
         for r in media_rows or []:
             ctx.durations[r["media_id"]] = r.get("duration_s")
             ctx.fps[r["media_id"]] = r.get("fps")
+            if r.get("video_end_s") is not None:
+                ctx.video_spans[r["media_id"]] = (r.get("video_start_s") or 0.0, r["video_end_s"])
         if media_rows is not None and ctx.media_ids is None:
             ctx.media_ids = {r["media_id"] for r in media_rows}
         return ctx
@@ -316,7 +321,9 @@ def rule_scene_intervals(rows: pa.Table, ctx: RuleContext) -> list[Finding]:
 def rule_scenes_cover_media(rows: pa.Table, ctx: RuleContext) -> list[Finding]:
     """A media's scenes, in scene_index order, tile [0, duration]: the first starts at 0, each
     starts where the previous ended (no overlap, no gap beyond the tolerance), the last ends
-    at the duration. Media without a positive duration (images) are not checked here."""
+    at the duration. Where the picture spans less than the media (``video_start_s`` and
+    ``video_end_s``: sound that starts earlier or ends later), the scenes tile that span.
+    Media without a positive duration (images) are not checked here."""
     overlaps, gaps, ends = [], [], []
     for mid, items in _by_media(rows, "scene_index").items():
         dur = ctx.durations.get(mid)
@@ -330,8 +337,9 @@ def rule_scenes_cover_media(rows: pa.Table, ctx: RuleContext) -> list[Finding]:
             elif cur["start_s"] - prev["end_s"] > tol:
                 gaps.append([mid, prev["scene_index"], cur["scene_index"], prev["end_s"], cur["start_s"]])
         if dur is not None and dur > 0:
-            if items[0]["start_s"] > tol or abs(items[-1]["end_s"] - dur) > tol:
-                ends.append([mid, items[0]["start_s"], items[-1]["end_s"], dur])
+            first, last = ctx.video_spans.get(mid, (0.0, dur))  # scenes tile the picture's span
+            if abs(items[0]["start_s"] - first) > tol or abs(items[-1]["end_s"] - last) > tol:
+                ends.append([mid, items[0]["start_s"], items[-1]["end_s"], last])
     out = []
     if overlaps:
         out.append(Finding("no_overlap", f"{len(overlaps)} scene pairs overlap", len(overlaps), overlaps[:EXAMPLES]))

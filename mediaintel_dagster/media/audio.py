@@ -51,7 +51,7 @@ def decode_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE,
         def put(frames) -> None:
             nonlocal buf, n
             for f in frames:
-                chunk = f.to_ndarray().reshape(-1)
+                chunk = f if isinstance(f, np.ndarray) else f.to_ndarray().reshape(-1)
                 if n + chunk.size > buf.size:  # the probed duration was short: grow by half
                     grown = np.empty(max(n + chunk.size, int(buf.size * 1.5)), dtype=np.float32)
                     grown[:n] = buf[:n]
@@ -59,6 +59,12 @@ def decode_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE,
                 buf[n:n + chunk.size] = chunk
                 n += chunk.size
 
+        # Sound that starts after the media does (a track that begins a second after the
+        # picture) is preceded by that much silence, so transcript times are media times.
+        if container.start_time is not None and stream.start_time is not None and stream.time_base is not None:
+            lead = float(stream.start_time * stream.time_base) - container.start_time / av.time_base
+            if lead > 0:
+                put([np.zeros(int(round(lead * sample_rate)), np.float32)])
         try:
             for frame in container.decode(stream):
                 put(resampler.resample(frame))

@@ -140,6 +140,40 @@ def _stream_facts(stream) -> dict:
     return facts
 
 
+def _display_geometry(video, rotation) -> dict:
+    """``width``/``height`` are the coded picture as stored; a player shows it stretched by
+    the sample aspect ratio (anamorphic PAL/NTSC/HDV: 720x576 at 64:45 shows 1024x576) and
+    turned by the display matrix (a phone's 1920x1080 at rotation -90 shows 1080x1920).
+    ``display_width``/``display_height`` are that upright, square-pixel picture."""
+    w, h = video.codec_context.width, video.codec_context.height
+    sar = video.sample_aspect_ratio or video.codec_context.sample_aspect_ratio
+    sar = Fraction(sar) if sar and sar > 0 else Fraction(1)
+    disp_w, disp_h = max(1, round(w * sar)) if w else w, h
+    if rotation and round(rotation / 90) % 2:
+        disp_w, disp_h = disp_h, disp_w
+    return {"sample_aspect_ratio": f"{sar.numerator}:{sar.denominator}", "display_width": disp_w,
+            "display_height": disp_h}
+
+
+def _field_order(video) -> str | None:
+    """'progressive', 'tt', 'bb', 'tb', 'bt' (FFmpeg's AVFieldOrder), or None when unknown."""
+    order = getattr(video.codec_context, "field_order", None)
+    names = {1: "progressive", 2: "tt", 3: "bb", 4: "tb", 5: "bt"}
+    if isinstance(order, int):
+        return names.get(order)
+    return str(order).lower() if order else None
+
+
+def _start_offset(stream, container_start: float) -> float | None:
+    """Where a stream's first timestamp lies after the media's start (audio that starts a
+    second after the picture: 1.0); every time the stages write is from the media's start."""
+    if stream is None:
+        return None
+    if stream.start_time is None or stream.time_base is None:
+        return 0.0
+    return round(max(0.0, float(stream.start_time * stream.time_base) - container_start), 6)
+
+
 def _declared_size(head: bytes) -> int | None:
     """The file size a RIFF (WAV/AVI/WebP) header promises; FFmpeg reads a cut WAV silently."""
     if head[:4] == b"RIFF" and len(head) >= 8:
@@ -173,6 +207,7 @@ def _probe_container(path: str, container, head: bytes) -> dict:
     packets = {s.index: 0 for s in streams}
     first_frame = {s.index: False for s in streams}
     rotation = None
+    interlaced = False
     try:
         for packet in container.demux(streams):
             if packet.size == 0:
@@ -188,6 +223,7 @@ def _probe_container(path: str, container, head: bytes) -> dict:
                     first_frame[idx] = True
                     if packet.stream.type == "video":
                         rotation = getattr(frame, "rotation", None)
+                        interlaced = bool(getattr(frame, "interlaced_frame", False))
                     break
     except av.error.FFmpegError as exc:
         raise MediaError(
@@ -221,6 +257,7 @@ def _probe_container(path: str, container, head: bytes) -> dict:
     if video is not None and not is_image:
         rate = video.average_rate or video.guessed_rate or video.base_rate
         fps = float(rate) if rate else None
+    geometry = _display_geometry(video, rotation) if video is not None else {}
     return {
         "streams": json.dumps([_stream_facts(st) for st in container.streams], sort_keys=True),
         "kind": "image" if is_image else ("video" if video is not None else "audio"),
@@ -233,6 +270,14 @@ def _probe_container(path: str, container, head: bytes) -> dict:
         "height": video.codec_context.height if video is not None else None,
         "fps": fps,
         "rotation": int(rotation) if rotation else 0 if video is not None else None,
+        **geometry,
+        "pixel_format": video.codec_context.pix_fmt if video is not None else None,
+        "interlaced": (interlaced or _field_order(video) not in (None, "progressive")) if video is not None and not is_image else None,
+        "video_start_s": _start_offset(video, start),
+        # where the picture ends (media time): before duration_s when the sound outlasts it
+        "video_end_s": (round(max(0.0, end[video.index] - start), 6)
+                        if video is not None and not is_image and end[video.index] is not None else None),
+        "audio_start_s": _start_offset(audio, start),
         "video_frames": packets[video.index] if video is not None else None,
         "audio_codec": audio.codec_context.name if audio is not None else None,
         "sample_rate": audio.codec_context.sample_rate if audio is not None else None,

@@ -587,6 +587,152 @@ def make_video(
 
 
 # --------------------------------------------------------------------------------------
+# Format variants: every kind of video FFmpeg decodes (tests/test_formats.py)
+# --------------------------------------------------------------------------------------
+
+_ORIENT_BLUE, _ORIENT_RED = (30, 30, 230), (230, 30, 30)
+
+
+def _orientation_marks(img: np.ndarray) -> None:
+    """Paint the top band of an upright picture blue on the left half, red on the right:
+    a keyframe shows it in place only when it was turned and un-squeezed correctly."""
+    h, w = img.shape[:2]
+    band = max(3, int(round(h * 0.15)))
+    img[:band, : w // 2] = _ORIENT_BLUE
+    img[:band, w // 2 :] = _ORIENT_RED
+
+
+def make_format_video(
+    path,
+    *,
+    size: tuple[int, int],
+    text: str | None = None,
+    duration_s: float = 1.0,
+    fps: int = 25,
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+    codec_options: dict | None = None,
+    sample_aspect_ratio: tuple[int, int] | None = None,
+    rotation: int = 0,
+    interlaced: bool = False,
+    frame_times_s: Sequence[float] | None = None,
+    video_start_s: float = 0.0,
+    speech: str | None = None,
+    audio_rate: int = 48000,
+    audio_layout: str = "mono",
+    audio_start_s: float = 0.0,
+    style: str = "checker",
+    color: tuple[int, int, int] = (40, 160, 60),
+) -> dict:
+    """One shot of ``style`` (with an optional caption and the orientation marks of
+    :func:`_orientation_marks`) written the way cameras, phones and broadcasters store video:
+
+    * ``size``: the coded (stored) width x height; any size the codec accepts (libx264
+      4:2:0 needs even sides, ``mpeg4``/``ffv1`` take odd ones).
+    * ``sample_aspect_ratio`` (SAR, e.g. (64, 45) for 16:9 PAL): the picture is drawn at its
+      display size (width x SAR) and squeezed into ``size``, as anamorphic video is.
+    * ``rotation``: a display matrix (degrees counter-clockwise, as ``frame.rotation``
+      reports it; a phone held upright writes -90). The picture is drawn upright and stored
+      turned the other way, so only a player that applies the matrix shows it upright.
+    * ``interlaced``: two fields per frame from instants 1/(2 fps) apart (real combing), and
+      the codec told so (libx264 ``interlaced=1:tff=1``, mpeg2video ``+ildct+ilme``).
+    * ``frame_times_s``: variable frame rate, one presentation time per frame (ms time base).
+    * ``video_start_s`` / ``audio_start_s``: the first timestamp of each stream (late starts).
+    * ``speech``: espeak-ng narration on an AAC track at ``audio_rate`` Hz with
+      ``audio_layout`` channels; in 5.1 it is in the centre channel only, as film dialogue is.
+
+    Returns ``{"path", "frame_count", "duration_s", "display_size", "has_audio"}``;
+    ``display_size`` is the upright picture a player shows (width, height).
+    """
+    path = Path(path)
+    width, height = int(size[0]), int(size[1])
+    sar = Fraction(*sample_aspect_ratio) if sample_aspect_ratio else Fraction(1)
+    turns = round(rotation / 90) % 4
+    disp_w, disp_h = max(1, round(width * sar)), height  # as stored, before turning upright
+    up_w, up_h = (disp_h, disp_w) if turns % 2 else (disp_w, disp_h)
+    if frame_times_s is not None:
+        n_frames = len(frame_times_s)
+        tb = Fraction(1, 1000)
+        pts = [int(round((video_start_s + t) * 1000)) for t in frame_times_s]
+    else:
+        n_frames = max(1, int(round(duration_s * fps)))
+        tb = Fraction(1, fps)
+        start = int(round(video_start_s * fps))
+        pts = [start + i for i in range(n_frames)]
+    # Interlaced: render at twice the rate and weave fields (top field first).
+    renderer = _ShotRenderer(Shot(duration_s, text, style=style, color=color), (up_w, up_h), fps * 2, seed=7)
+
+    def picture(k: int) -> np.ndarray:
+        img = renderer.frame(k)
+        _orientation_marks(img)
+        if turns:  # store it turned so that the display matrix turns it back
+            img = np.rot90(img, k=-turns)
+        if img.shape[1] != width or img.shape[0] != height:  # anamorphic squeeze
+            img = np.asarray(Image.fromarray(np.ascontiguousarray(img)).resize((width, height), Image.Resampling.BILINEAR))
+        return np.ascontiguousarray(img)
+
+    audio = None
+    if speech:
+        pcm, rate = synthesize_speech(speech)
+        mono = _resample(pcm, rate, audio_rate).astype(np.float32) / 32768.0
+        layout = av.AudioLayout(audio_layout)
+        names = [c.name for c in layout.channels]
+        audio = np.zeros((len(names), mono.size), np.float32)
+        for i, name in enumerate(names):
+            if name == "FC" or "FC" not in names:
+                audio[i] = mono * (1.0 if name == "FC" or len(names) == 1 else 0.7)
+
+    path.parent.mkdir(parents=True, exist_ok=True)
+    options = {"movflags": "+faststart"} if path.suffix.lower() in {".mp4", ".m4v", ".mov"} else {}
+    with av.open(str(path), "w", options=options) as container:
+        vstream = container.add_stream(codec, rate=fps)
+        vstream.width, vstream.height, vstream.pix_fmt = width, height, pix_fmt
+        vstream.time_base = tb
+        vstream.codec_context.time_base = Fraction(1, fps) if frame_times_s is None else tb
+        opts = dict(codec_options or {})
+        if codec == "libx264":
+            opts.setdefault("preset", "veryfast")
+            if interlaced:
+                opts["x264-params"] = ":".join(filter(None, [opts.get("x264-params"), "interlaced=1:tff=1"]))
+        elif interlaced:
+            opts.setdefault("flags", "+ildct+ilme")
+        vstream.options = opts
+        if sample_aspect_ratio:
+            vstream.codec_context.sample_aspect_ratio = sar
+        if rotation:
+            vstream.set_display_rotation(rotation)
+        astream = None
+        if audio is not None:
+            astream = container.add_stream("aac", rate=audio_rate)
+            astream.layout = audio_layout
+            astream.format = "fltp"
+            astream.time_base = Fraction(1, audio_rate)
+            astream.codec_context.open()
+        for i in range(n_frames):
+            if interlaced:
+                img = picture(2 * i).copy()
+                img[1::2] = picture(2 * i + 1)[1::2]  # bottom field: half a frame later
+            else:
+                img = picture(2 * i)
+            frame = av.VideoFrame.from_ndarray(img, format="rgb24").reformat(format=pix_fmt)
+            frame.pts, frame.time_base = pts[i], tb
+            container.mux(vstream.encode(frame))
+        container.mux(vstream.encode(None))
+        if astream is not None:
+            chunk = astream.codec_context.frame_size or 1024
+            first = int(round(audio_start_s * audio_rate))
+            for pos in range(0, audio.shape[1], chunk):
+                frame = av.AudioFrame.from_ndarray(np.ascontiguousarray(audio[:, pos : pos + chunk]),
+                                                   format="fltp", layout=audio_layout)
+                frame.sample_rate, frame.pts, frame.time_base = audio_rate, first + pos, Fraction(1, audio_rate)
+                container.mux(astream.encode(frame))
+            container.mux(astream.encode(None))
+    duration = (frame_times_s[-1] + 1 / fps) if frame_times_s is not None else n_frames / fps
+    return {"path": path, "frame_count": n_frames, "duration_s": duration, "display_size": (up_w, up_h),
+            "has_audio": audio is not None}
+
+
+# --------------------------------------------------------------------------------------
 # Demo set
 # --------------------------------------------------------------------------------------
 
