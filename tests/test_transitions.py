@@ -7,7 +7,6 @@ TransNetV2 is loaded once for the session."""
 
 from __future__ import annotations
 
-import av
 import pytest
 from dagster import DagsterInstance, materialize
 

@@ -227,6 +227,7 @@ def scan_video(path: str, params: ShotParams = ShotParams(), stats: ScanStats | 
         extents: list[Boundary] = []  # transitions whose frames are still being committed
         shot: _ShotState | None = None
         shots_done = 0
+        last_held: list[_Frame | None] = [None]
 
         def encode(f: _Frame) -> tuple[Image.Image, bytes, str]:
             img = _upright(f.frame, params.keyframe_max_side, stats.rotation, sar)
@@ -278,6 +279,9 @@ def scan_video(path: str, params: ShotParams = ShotParams(), stats: ScanStats | 
                         shot.cands = shot.cands[::2]
                 shot.held += 1
                 shot.fallback = f
+                last_held[0] = f
+            elif shot.fallback is None and last_held[0] is not None:
+                shot.fallback = last_held[0]  # a shot shorter than the holding stride (min_scene_s ~ 0)
             shot.last = f
             shot.count += 1
             return done
@@ -336,6 +340,10 @@ def scan_video(path: str, params: ShotParams = ShotParams(), stats: ScanStats | 
         if index == 0:
             raise MediaError("corrupt", f"{name}: no video frame could be decoded.")
         det.finish()
+        # No last shot shorter than min_scene_s: a boundary that close to the end is dropped
+        # (the end is known only now; every earlier boundary had a longer stretch after it).
+        for b in [b for b in det.boundaries.values() if prev_t - det.time_of(b.frame) < params.min_scene_s]:
+            del det.boundaries[b.frame]
         yield from settle()
         stats.neural_frames, stats.neural_windows = det.neural_frames, det.neural_windows
         stats.routed_stretches, stats.mode = det.routed_stretches, det.mode

@@ -236,6 +236,9 @@ class Detector:
     def _f(self, i: int) -> Feat:
         return self.buf[i - self.base]
 
+    def time_of(self, i: int) -> float:
+        return self._f(max(self.base, min(i, self.base + len(self.buf) - 1))).t
+
     def _black(self, f: Feat) -> bool:
         return f.luma < self.p.black_luma and f.std < min(self.p.black_std, max(1.5, 0.25 * self.contrast))
 
@@ -289,7 +292,7 @@ class Detector:
 
         mode = p.mode if self.loader is not None else "cheap"
         if mode == "neural":
-            found = self._neural(lo, hi, end, found, replace_all=True)
+            found = self._neural(lo, hi, end, found)
         elif mode == "routed" and ambiguous:
             found = self._neural_stretches(lo, hi, end, found, ambiguous)
 
@@ -402,10 +405,8 @@ class Detector:
         total = float(np.abs(fb.yuv - fa.yuv).mean())
         informative = np.abs(diff) > max(4.0, 0.15 * self.contrast)
         if den <= 0 or total < total_min:
-            self._dbg = dict(total=round(total, 1))
             return _NOTHING  # the picture ends where it began: no transition
         if informative.mean() < 0.3:
-            self._dbg = dict(total=round(total, 1), informative=round(float(informative.mean()), 2))
             return _NOTHING  # a local change (something moving), not the whole picture
         alphas, resid = [], []
         norm = float(np.sqrt(den))
@@ -427,8 +428,6 @@ class Detector:
         r = resid[mid]
         # A blend of two pictures has less detail than either (a pan keeps its detail).
         dip = self._f(a + mid).std / max(1e-6, 0.5 * (fa.std + fb.std))
-        self._dbg = dict(total=round(total, 1), r=round(r, 3), spread=round(spread, 2), settled=round(settled, 2),
-                         dip=round(dip, 2))
         black_a, black_b = self._black(fa), self._black(fb)
         frame = a + mid
         if r < p.dissolve_residual and spread < 0.2:
@@ -460,7 +459,6 @@ class Detector:
         for coord in (rows, cols):
             if np.std(coord) > 0 and np.std(t) > 0:
                 best = max(best, abs(float(np.corrcoef(coord, t)[0, 1])))
-        self._dbg['sweep'] = round(best, 2)
         return best >= 0.85
 
     def _fades(self, lo: int, hi: int, end: int) -> list[Boundary]:
@@ -506,9 +504,6 @@ class Detector:
             if lo <= start < hi and start > self.skip_until:  # else its own block reports it
                 out.append(b)
         return out, seen
-
-    def _all_black(self, a: int, b: int) -> bool:
-        return all(self._black(self._f(i)) for i in range(max(a, self.base), min(b, self.base + len(self.buf) - 1) + 1))
 
     # -- the network --
     def _run_net(self, a: int, b: int) -> tuple[np.ndarray, np.ndarray]:
@@ -575,7 +570,9 @@ class Detector:
             out.append(Boundary(frame, kind, start, end, round(float(single[peak]), 3), transnet_id()))
         return out
 
-    def _neural(self, lo, hi, end, found, replace_all):
+    def _neural(self, lo, hi, end, found):
+        """Every frame through the network (a GPU): its boundaries replace the cheap ones;
+        a wipe the blend fit named keeps its name and extent."""
         single, many = self._run_block(lo, hi, end)
         net = [n for n in self._net_boundaries(lo, single, many, lo, hi) if n.start > self.skip_until]
         cheap_wipes = [c for c in found if c.kind == "wipe"]
