@@ -12,6 +12,14 @@ from .stage import Outcome, Stage, StageRun, Stopwatch
 VERDICT = "verdict:"
 
 
+def transcribe_samples(whisper, samples) -> tuple:
+    """(Transcript, [(segment, verdict)]): Whisper's result for 16 kHz mono float32 samples and
+    the hallucination guard's verdict on each segment (None, 'flag:...' or 'drop:...'). The
+    stage writes the segments not dropped; bench/speech.py measures exactly this."""
+    result = whisper.transcribe(samples)
+    return result, [(seg, whisper.verdict(seg)) for seg in result.segments]
+
+
 def transcribe(run: StageRun, m: dict) -> Outcome:
     """One media's speech segments; undecodable audio raises MediaError (quarantined)."""
     whisper = run.model
@@ -19,19 +27,22 @@ def transcribe(run: StageRun, m: dict) -> Outcome:
     if not m["has_audio"]:
         run.stats["media_without_audio"] += 1
         return Outcome(mid, note="no audio")  # an image or a silent video: nothing to hear, done
-    samples = decode_audio(uri, expected_s=m["duration_s"])
+    # A file:// source_uri (non-UTF-8 name) decodes to its bytes; a source that vanished or
+    # became a FIFO since ingest raises its MediaError instead of hanging the decoder.
+    from ..media.files import source_path
+
+    samples = decode_audio(source_path(uri), expected_s=m["duration_s"])
     seconds = samples.size / 16000
     clock = Stopwatch()
     try:
-        result = whisper.transcribe(samples)
+        result, judged = transcribe_samples(whisper, samples)
     except Exception as exc:  # the model, not the file: worth a retry (memory, a lost GPU)
         raise MediaError(ErrorCode.MODEL_FAILED, f"{os.path.basename(uri)}: Whisper failed: "
                                                  f"{type(exc).__name__}: {exc}") from exc
     run.model_seconds += clock.seconds
     del samples
     rows = []
-    for seg in result.segments:
-        verdict = whisper.verdict(seg)
+    for seg, verdict in judged:
         if verdict is not None:
             run.stats[VERDICT + verdict] += 1  # the guard's verdicts; summarize reports them
             if verdict.startswith("drop:"):
@@ -56,7 +67,7 @@ def summarize(run: StageRun, rows) -> dict:
 
 
 TRANSCRIPTS = Stage(
-    name="transcript_segments", table="transcript_segments", code_version="transcripts@1", group="audio",
+    name="transcript_segments", table="transcript_segments", code_version="transcripts@2", group="audio",
     description=(
         "One row per speech segment of the window's media, recognised with faster-whisper (Whisper base; "
         "precision policy 'auto': int8 on CPU, float16 on GPU, the precision that ran is in audit_log): start "

@@ -1,8 +1,9 @@
 """Decode a media file's audio once, to what Whisper reads: 16 kHz mono float32.
 
-Frames are resampled by FFmpeg (through PyAV) as they are decoded and copied into one
-float32 buffer sized from the container's duration (grown if the duration was short), so
-peak memory is the decoded audio itself plus a frame or two: 64 kB per second of media,
+Frames are resampled by FFmpeg (through PyAV) to int16 as they are decoded, exactly as
+faster-whisper's own ``decode_audio`` does (the same samples, bit for bit), and scaled
+into one float32 buffer sized from the container's duration (grown if the duration was
+short), so peak memory is the decoded audio itself plus a frame or two: 64 kB per second of media,
 77 MB for 20 minutes, whatever the source's rate, channels or codec.
 """
 
@@ -46,17 +47,24 @@ def decode_audio(path: str | os.PathLike, sample_rate: int = SAMPLE_RATE,
         capacity = int((expected_s or 60.0) * sample_rate) + sample_rate  # +1 s of slack
         buf = np.empty(capacity, dtype=np.float32)
         n = 0
-        resampler = av.AudioResampler(format="flt", layout="mono", rate=sample_rate)
+        # int16 out of the resampler, then / 32768, exactly as faster_whisper.decode_audio and
+        # OpenAI's `ffmpeg -ac 1 -ar 16000 -f s16le` (what Whisper was trained on) do. Not
+        # "flt": for a float output FFmpeg leaves the downmix matrix unnormalised, so stereo
+        # comes out 3 dB louder (L and R summed at 0.707 each) than Whisper's features expect,
+        # and its float resampling filter is not the int16 one. Both changed words (docs/speech.md).
+        resampler = av.AudioResampler(format="s16", layout="mono", rate=sample_rate)
 
         def put(frames) -> None:
             nonlocal buf, n
             for f in frames:
-                chunk = f if isinstance(f, np.ndarray) else f.to_ndarray().reshape(-1)
+                chunk = f if isinstance(f, np.ndarray) else f.to_ndarray().reshape(-1)  # int16 from the resampler
                 if n + chunk.size > buf.size:  # the probed duration was short: grow by half
                     grown = np.empty(max(n + chunk.size, int(buf.size * 1.5)), dtype=np.float32)
                     grown[:n] = buf[:n]
                     buf = grown
                 buf[n:n + chunk.size] = chunk
+                if chunk.dtype == np.int16:
+                    buf[n:n + chunk.size] *= np.float32(1 / 32768)  # a power of two: exact, = x / 32768.0
                 n += chunk.size
 
         # Sound that starts after the media does (a track that begins a second after the

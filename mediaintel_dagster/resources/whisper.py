@@ -141,6 +141,18 @@ class WhisperResource(ConfigurableResource):
     cpu_threads: int = Field(default=0, description="CTranslate2 intra-op threads on CPU (0: its default).")
     beam_size: int = Field(default=5)
     vad_filter: bool = Field(default=True, description="Silero VAD skips non-speech before decoding.")
+    # VAD cuts only long non-speech. With faster-whisper's default pads (400 ms) it also trims
+    # the edges of every voice and splices the stretches together, so Whisper's 30 s windows
+    # hold other audio than the file's and it decodes other words: "met to date" for "met
+    # today", "foam team" for "home team" after a 6 s music intro (docs/speech.md). Pads of
+    # 10 s keep any non-speech under 20 s (10 s at either end) as it is, so on such media the
+    # stage hears exactly what faster-whisper alone hears; longer silence, music or noise, and
+    # media with no voice at all, are still skipped (no decoding, nothing to hallucinate on).
+    vad_speech_pad_ms: int = Field(default=10000, description="Audio kept on each side of what VAD calls speech: "
+                                                              "only non-speech longer than twice this is cut "
+                                                              "(faster-whisper's default is 400).")
+    vad_min_silence_ms: int = Field(default=2000, description="VAD's min_silence_duration_ms: pauses shorter than "
+                                                             "this do not end a stretch of speech.")
     word_timestamps: bool = Field(default=True)
     language: Optional[str] = Field(default=None, description="ISO code to force; None detects it per media.")
     # The hallucination guard (see docs/audio.md). The same thresholds drive faster-whisper's
@@ -220,6 +232,8 @@ class WhisperResource(ConfigurableResource):
         return {
             "beam_size": self.beam_size,
             "vad_filter": self.vad_filter,
+            **({"vad_parameters": {"speech_pad_ms": self.vad_speech_pad_ms,
+                                   "min_silence_duration_ms": self.vad_min_silence_ms}} if self.vad_filter else {}),
             "word_timestamps": self.word_timestamps,
             "language": self.language,
             "no_speech_threshold": self.no_speech_threshold,
