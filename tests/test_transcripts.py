@@ -174,7 +174,9 @@ def test_words_have_timestamps_inside_the_media_in_order(run):
     # The speech has LEAD_S of silence on each side: words are placed where the voice is.
     segs = _segments(lake, media["speech.m4a"]["media_id"])
     first, last = segs[0]["words"][0], segs[-1]["words"][-1]
-    assert LEAD_S - 0.6 <= first["start"] <= LEAD_S + 0.6, first
+    # (Whisper's own first-word time over the whole clip, as faster-whisper alone gives it: VAD
+    # no longer trims the 1.5 s lead, and Whisper places this voice's first word ~0.6 s early.)
+    assert LEAD_S - 0.8 <= first["start"] <= LEAD_S + 0.6, first
     end_of_speech = media["speech.m4a"]["duration_s"] - LEAD_S
     assert end_of_speech - 0.8 <= last["end"] <= end_of_speech + 0.6, (last, end_of_speech)
 
