@@ -8,17 +8,14 @@ person understands; the caller quarantines the file and carries on.
 
 from __future__ import annotations
 
-import hashlib
 import json
 import os
-from dataclasses import dataclass
 from fractions import Fraction
 
 import av
 
 from .errors import MediaError  # noqa: F401 - raised here; stages import it from here
-
-CHUNK = 1 << 20
+from .files import Hashed, hash_file  # noqa: F401 - hashing lives with the safe file reading
 
 # Formats FFmpeg reports for single still images (content-probed "*_pipe" demuxers).
 _IMAGE_FORMAT_SUFFIX = "_pipe"
@@ -39,39 +36,6 @@ _SIGNATURES = (
     (0, b"\x00\x00\x01\xba", "MPEG-PS"),
     (0, b"G", None),  # MPEG-TS sync byte is too weak a signature on its own
 )
-
-
-@dataclass(frozen=True)
-class Hashed:
-    sha256: str
-    size_bytes: int
-
-    @property
-    def media_id(self) -> str:
-        return self.sha256[:16]
-
-
-def hash_file(path: str) -> Hashed:
-    """SHA-256 of the file's bytes, streamed; raises MediaError for unreadable or empty files."""
-    digest = hashlib.sha256()
-    size = 0
-    try:
-        with open(path, "rb") as fh:
-            while chunk := fh.read(CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-    except FileNotFoundError:
-        kind = "a link whose target does not exist" if os.path.islink(path) else "the file disappeared before it could be read"
-        raise MediaError("unreadable", f"Cannot read {path}: {kind}.") from None
-    except IsADirectoryError:
-        raise MediaError("unreadable", f"Cannot read {path}: it is a directory, not a file.") from None
-    except PermissionError:
-        raise MediaError("unreadable", f"Cannot read {path}: permission denied (check the file's owner and mode).") from None
-    except OSError as exc:
-        raise MediaError("unreadable", f"Cannot read {path}: {exc.strerror or exc} (I/O error).") from None
-    if size == 0:
-        raise MediaError("empty_file", f"{path} is empty (0 bytes): nothing was delivered, or the copy failed.")
-    return Hashed(digest.hexdigest(), size)
 
 
 def _signature(head: bytes) -> str | None:
