@@ -18,7 +18,7 @@ def test_defs_load():
     sensor = defs.resolve_sensor_def("inbox_sensor")
     assert sensor.default_status == DefaultSensorStatus.RUNNING
     media = defs.resolve_assets_def("media")
-    assert media.code_versions_by_key[AssetKey("media")] == "media@1"
+    assert media.code_versions_by_key[AssetKey("media")] == "media@2"
     assert "SHA-256" in media.specs_by_key[AssetKey("media")].description
 
 

@@ -82,7 +82,7 @@ def test_sensor_runs_rows(home, media_dir):
     audit = [r for r in lake.read("audit_log").to_pylist() if r["table_name"] == "media"]
     assert sorted(r["media_id"] for r in audit) == sorted(r["media_id"] for r in media.values())
     assert {r["run_id"] for r in audit} <= {r.run_id for r in runs}
-    assert all(r["delta_version"] is not None and r["code_version"] == "media@1" for r in audit)
+    assert all(r["delta_version"] is not None and r["code_version"] == "media@2" for r in audit)
 
     # Next tick: nothing new. A new file: only its window. A restarted sensor (no cursor)
     # asks for the same run keys again, which the daemon dedups.

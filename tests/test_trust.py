@@ -381,7 +381,7 @@ def test_lineage_sql_which_run_and_bytes(home, media_dir):
          "JOIN media_sources s ON s.media_id = m.media_id")
     assert sql(q, fmt="json", out=out) == 0
     rows = json.loads(out.getvalue())
-    assert len(rows) == 1 and rows[0]["run_id"] == result.run_id and rows[0]["code_version"] == "media@1"
+    assert len(rows) == 1 and rows[0]["run_id"] == result.run_id and rows[0]["code_version"] == "media@2"
     assert rows[0]["sha256"].startswith(rows[0]["media_id"]) and rows[0]["source_uri"].endswith("clip.mp4")
     # The table as of the version that run wrote, after a later change.
     lake = res["lake"]

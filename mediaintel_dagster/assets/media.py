@@ -227,8 +227,11 @@ MEDIA_SOURCES = AssetSpec(
                  "`media_sources`."),
 )
 
+# media@2: the probe records display size and sample aspect ratio, pixel format, interlacing
+# and stream start/end times, and reads every file safely (media.files); rows of media@1 are
+# re-probed (not re-hashed), and files media@1 quarantined are tried again.
 MEDIA = Stage(
-    name="media", table="media", code_version="media@1", group="ingest", deps=(),
+    name="media", table="media", code_version="media@2", group="ingest", deps=(),
     description=(
         "One row per distinct content (media_id = first 16 hex digits of the SHA-256 of the bytes): kind "
         "(video/audio/image, from the content, not the file name), container, duration, streams, codecs, "
