@@ -424,7 +424,13 @@ def main(argv: list[str] | None = None) -> int:
     )
     sub = parser.add_subparsers(dest="command", required=True)
 
-    p = sub.add_parser("process", help="ingest files or folders and materialize every stage")
+    p = sub.add_parser(
+        "process", help="ingest files or folders and materialize every stage",
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog=("exit codes: 0 every file is in the lakehouse through every stage; 1 a run failed; "
+                "2 bad arguments;\n3 some files were quarantined at ingest (not media, unreadable, too large, ...); "
+                "4 a media that\npassed ingest was lost at a later stage. The JSON summary's `losses` says which "
+                "files, by stage."))
     p.add_argument("paths", nargs="+", metavar="PATH")
     p.add_argument("--force", action="store_true", help="redo media already done with this code version")
     p.add_argument("--quiet", "-q", action="store_true")
