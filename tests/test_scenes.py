@@ -193,6 +193,11 @@ def test_scenes_cuts_keyframes_one_decode_and_noop_rerun(home, visual_media, ope
     # The fade-in shot's keyframe is not a black frame of the fade.
     fade_row = min(scenes["news.mp4"], key=lambda r: abs(r["start_s"] - fade_cut))
     assert np.asarray(Image.open(fade_row["keyframe_uri"]).convert("L")).mean() > 60
+    # ... and its row says how it begins: a fade from the black the cut went into.
+    assert fade_row["transition"] == "fade" and fade_row["transition_start_s"] == pytest.approx(fade_cut, abs=0.05)
+    assert fade_row["transition_end_s"] > fade_row["transition_start_s"] and fade_row["detector"]
+    assert all(r["transition"] == "start" and r["transition_start_s"] is None
+               for rows in scenes.values() for r in rows if r["scene_index"] == 0 and r["detector"] != "image")
 
     # Rotated video: the keyframe is upright (portrait), the stored bottom band now on the left.
     (rot,) = scenes["rotated.mp4"]
