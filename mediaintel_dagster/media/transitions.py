@@ -88,20 +88,10 @@ class Feat:
 
 
 def gpu_available() -> bool:
-    """A CUDA device torch can use; without an NVIDIA driver on the machine the answer is
-    no, without importing torch (seconds every process would pay)."""
-    import os
+    """A CUDA device torch can use (media.device: the one detection every model shares)."""
+    from .device import detect_device
 
-    if os.environ.get("CUDA_VISIBLE_DEVICES") in ("", "-1"):
-        return False
-    if not os.path.exists("/proc/driver/nvidia/version") and not os.path.exists("/dev/nvidia0"):
-        return False
-    try:
-        import torch
-
-        return bool(torch.cuda.is_available())
-    except ImportError:
-        return False
+    return detect_device() == "cuda"
 
 
 # ---- TransNetV2: one load per process ---------------------------------------------------

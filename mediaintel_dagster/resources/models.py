@@ -9,7 +9,6 @@ transcribes 40 files loads each model once.
 
 from __future__ import annotations
 
-import os
 import threading
 
 from .. import config
@@ -47,16 +46,9 @@ def resolve_device(device: str = "auto") -> str:
 
 
 def _detect_device() -> str:
-    if config.get("CUDA_VISIBLE_DEVICES") in ("", "-1"):
-        return "cpu"
-    if not os.path.exists("/proc/driver/nvidia/version") and not os.path.exists("/dev/nvidia0"):
-        return "cpu"
-    try:
-        import torch
+    from ..media.device import detect_device
 
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    except ImportError:
-        return "cpu"
+    return detect_device()
 
 
 def offline() -> bool:
