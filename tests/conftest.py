@@ -95,3 +95,44 @@ def window_of(path: os.PathLike) -> str:
     from mediaintel_dagster.resources.inbox import stat_file
 
     return str(stat_file(str(path)).partition_key())
+
+
+def set_home(mp: pytest.MonkeyPatch, h: Path, models_dir: Path) -> Path:
+    """What the ``home`` fixture sets, for module-scoped fixtures: every folder under ``h``."""
+    for key, sub in [("MEDIAINTEL_HOME", ""), ("MEDIAINTEL_LAKE", "lake"), ("MEDIAINTEL_INBOX", "inbox"),
+                     ("MEDIAINTEL_OBJECTS", "objects"), ("DAGSTER_HOME", "dagster")]:
+        mp.setenv(key, str(h / sub) if sub else str(h))
+    mp.setenv("MEDIAINTEL_MODELS", str(models_dir))
+    (h / "inbox").mkdir(parents=True, exist_ok=True)
+    return h
+
+
+def pipeline_resources(h: Path, models_dir: Path, **override) -> dict:
+    """Every resource of a whole-pipeline run over the home ``h``, on the CPU."""
+    from mediaintel_dagster.resources import (ClipResource, LakehouseResource, LocalInboxResource,
+                                              ObjectStoreResource, OcrResource, TextEmbedderResource, WhisperResource)
+
+    return {
+        "inbox": LocalInboxResource(roots=[str(h / "inbox")], settle_seconds=0.0),
+        "lake": LakehouseResource(root=str(h / "lake")),
+        "objects": ObjectStoreResource(root=str(h / "objects")),
+        "whisper": WhisperResource(model_dir=str(models_dir / "whisper-base-ct2"), device="cpu"),
+        "text_embedder": TextEmbedderResource(device="cpu"),
+        "ocr": OcrResource(),
+        "clip": ClipResource(device="cpu"),  # no CLIP weights here: the declared fallback
+        **override,
+    }
+
+
+def rows_by_file(lake):
+    """The `media` rows by file name, and ``rows(table)``: that table's rows grouped by file name."""
+    media = {Path(r["source_uri"]).name: r for r in lake.read("media").to_pylist()}
+    names = {r["media_id"]: n for n, r in media.items()}
+
+    def rows(table: str) -> dict[str, list[dict]]:
+        out: dict[str, list[dict]] = {n: [] for n in media}
+        for r in lake.read(table).to_pylist():
+            out[names[r["media_id"]]].append(r)
+        return out
+
+    return media, rows

@@ -17,7 +17,6 @@ samples._orientation_marks): a keyframe with the marks in place is upright, unmi
 at the display aspect.
 """
 
-import io
 import json
 from fractions import Fraction
 from pathlib import Path
@@ -30,11 +29,7 @@ from mediaintel_dagster.definitions import build_defs
 from mediaintel_dagster.instance import get_instance
 from mediaintel_dagster.media.keyframes import keyframe_path
 from mediaintel_dagster.media.samples import make_audio, make_format_video
-from mediaintel_dagster.resources import (
-    ClipResource, LakehouseResource, LocalInboxResource, ObjectStoreResource, OcrResource, TextEmbedderResource,
-    WhisperResource,
-)
-from conftest import window_of
+from conftest import pipeline_resources, rows_by_file, set_home, window_of
 
 SPEECH = "Good evening, here is the news."
 SPEECH_WORDS = {"good", "evening", "here", "news"}
@@ -84,48 +79,24 @@ SPEECH_CASES = {n for n, kw in VIDEOS.items() if kw.get("speech")} | set(AUDIO)
 CASES = len(VIDEOS) + len(AUDIO)
 
 
-def _resources(h: Path, models_dir: Path) -> dict:
-    return {
-        "inbox": LocalInboxResource(roots=[str(h / "inbox")], settle_seconds=0.0),
-        "lake": LakehouseResource(root=str(h / "lake")),
-        "objects": ObjectStoreResource(root=str(h / "objects")),
-        "whisper": WhisperResource(model_dir=str(models_dir / "whisper-base-ct2"), device="cpu"),
-        "text_embedder": TextEmbedderResource(device="cpu"),
-        "ocr": OcrResource(),
-        "clip": ClipResource(device="cpu"),  # no CLIP weights here: the declared fallback
-    }
-
-
 @pytest.fixture(scope="module")
 def formats(tmp_path_factory, models_dir):
     """Every case generated into one inbox and ingested by one ingest_job run."""
     h = tmp_path_factory.mktemp("formats") / "mi"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MEDIAINTEL_SHARDS", "1")  # one window for every case: one run sees them all
-        for k, sub in [("MEDIAINTEL_HOME", ""), ("MEDIAINTEL_LAKE", "lake"), ("MEDIAINTEL_INBOX", "inbox"),
-                       ("MEDIAINTEL_OBJECTS", "objects"), ("DAGSTER_HOME", "dagster")]:
-            mp.setenv(k, str(h / sub) if sub else str(h))
-        mp.setenv("MEDIAINTEL_MODELS", str(models_dir))
-        inbox = h / "inbox"
-        inbox.mkdir(parents=True)
+        inbox = set_home(mp, h, models_dir) / "inbox"
         made = {name: make_format_video(inbox / name, **kw) for name, kw in VIDEOS.items()}
         for name, rate in AUDIO.items():
             make_audio(inbox / name, SPEECH, sample_rate=rate)
         windows = {window_of(p) for p in inbox.iterdir()}
         assert len(windows) == 1, windows
         (partition,) = windows
-        resources = _resources(h, models_dir)
+        resources = pipeline_resources(h, models_dir)
         job = build_defs(resources).resolve_job_def("ingest_job")
         result = job.execute_in_process(partition_key=partition, instance=get_instance(), raise_on_error=False)
         lake = resources["lake"]
-        media = {Path(r["source_uri"]).name: r for r in lake.read("media").to_pylist()}
-        by_id = {r["media_id"]: name for name, r in media.items()}
-
-        def rows(table: str) -> dict[str, list[dict]]:
-            out: dict[str, list[dict]] = {name: [] for name in media}
-            for r in lake.read(table).to_pylist():
-                out[by_id[r["media_id"]]].append(r)
-            return out
+        media, rows = rows_by_file(lake)
 
         yield {"result": result, "made": made, "media": media, "lake": lake, "rows": rows}
 

@@ -25,11 +25,7 @@ from mediaintel_dagster.definitions import build_defs
 from mediaintel_dagster.instance import get_instance
 from mediaintel_dagster.media.keyframes import keyframe_path
 from mediaintel_dagster.media.probe import probe
-from mediaintel_dagster.resources import (
-    ClipResource, LakehouseResource, LocalInboxResource, ObjectStoreResource, OcrResource, TextEmbedderResource,
-    WhisperResource,
-)
-from conftest import window_of
+from conftest import pipeline_resources, rows_by_file, set_home, window_of
 
 _DATA = json.loads((Path(__file__).parent / "data" / "real_clips.json").read_text())
 LABELS, EXCERPTS = _DATA["clips"], _DATA["excerpts"]
@@ -74,12 +70,7 @@ def real(tmp_path_factory, models_dir):
     h = tmp_path_factory.mktemp("real_clips") / "mi"
     with pytest.MonkeyPatch.context() as mp:
         mp.setenv("MEDIAINTEL_SHARDS", "1")  # one window: one run sees every clip
-        for k, sub in [("MEDIAINTEL_HOME", ""), ("MEDIAINTEL_LAKE", "lake"), ("MEDIAINTEL_INBOX", "inbox"),
-                       ("MEDIAINTEL_OBJECTS", "objects"), ("DAGSTER_HOME", "dagster")]:
-            mp.setenv(k, str(h / sub) if sub else str(h))
-        mp.setenv("MEDIAINTEL_MODELS", str(models_dir))
-        inbox = h / "inbox"
-        inbox.mkdir(parents=True)
+        inbox = set_home(mp, h, models_dir) / "inbox"
         for name, label in INGESTED.items():
             if name in EXCERPTS:
                 excerpt(clip_path(LABELS[label["of"]]), inbox / name, 30.0)
@@ -87,26 +78,11 @@ def real(tmp_path_factory, models_dir):
                 shutil.copyfile(clip_path(label), inbox / name)  # a fresh mtime: today's window
         windows = {window_of(p) for p in inbox.iterdir()}
         assert len(windows) == 1
-        resources = {
-            "inbox": LocalInboxResource(roots=[str(inbox)], settle_seconds=0.0),
-            "lake": LakehouseResource(root=str(h / "lake")),
-            "objects": ObjectStoreResource(root=str(h / "objects")),
-            "whisper": WhisperResource(model_dir=str(models_dir / "whisper-base-ct2"), device="cpu"),
-            "text_embedder": TextEmbedderResource(device="cpu"),
-            "ocr": OcrResource(),
-            "clip": ClipResource(device="cpu"),
-        }
+        resources = pipeline_resources(h, models_dir)
         job = build_defs(resources).resolve_job_def("ingest_job")
         result = job.execute_in_process(partition_key=windows.pop(), instance=get_instance(), raise_on_error=False)
         lake = resources["lake"]
-        media = {Path(r["source_uri"]).name: r for r in lake.read("media").to_pylist()}
-        names = {r["media_id"]: n for n, r in media.items()}
-
-        def rows(table: str) -> dict[str, list[dict]]:
-            out: dict[str, list[dict]] = {n: [] for n in media}
-            for r in lake.read(table).to_pylist():
-                out[names[r["media_id"]]].append(r)
-            return out
+        media, rows = rows_by_file(lake)
 
         yield {"result": result, "lake": lake, "media": media, "rows": rows}
 

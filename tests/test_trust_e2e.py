@@ -23,28 +23,12 @@ from dagster import AssetCheckSeverity, AssetKey
 from mediaintel_dagster.definitions import build_defs
 from mediaintel_dagster.instance import get_instance
 from mediaintel_dagster.lineage import stale_status
-from mediaintel_dagster.resources import (
-    ClipResource, LakehouseResource, LocalInboxResource, ObjectStoreResource, OcrResource, TextEmbedderResource,
-    WhisperResource,
-)
 from mediaintel_dagster.media.samples import Shot, make_image, make_video
-from conftest import window_of
+from mediaintel_dagster.resources import WhisperResource
+from conftest import pipeline_resources as _resources, window_of
 
 SPEECH = "Good evening, here is the news."
 TABLES = ("media", "media_sources", "scenes", "ocr_text", "transcript_segments", "embeddings")
-
-
-def _resources(h: Path, models_dir: Path, **override) -> dict:
-    return {
-        "inbox": LocalInboxResource(roots=[str(h / "inbox")], settle_seconds=0.0),
-        "lake": LakehouseResource(root=str(h / "lake")),
-        "objects": ObjectStoreResource(root=str(h / "objects")),
-        "whisper": WhisperResource(model_dir=str(models_dir / "whisper-base-ct2"), device="cpu"),
-        "text_embedder": TextEmbedderResource(device="cpu"),
-        "ocr": OcrResource(),
-        "clip": ClipResource(device="cpu"),  # no CLIP weights here: the declared fallback
-        **override,
-    }
 
 
 def _ingest(resources: dict, instance, partition: str, force: tuple[str, ...] = ()):
