@@ -197,8 +197,9 @@ class Hashed:
         return self.sha256[:16]
 
 
-def hash_fd(fd: int, progress: Progress | None = None) -> tuple[str, int]:
-    """SHA-256 and byte count of what an open fd reads to its end."""
+def hash_fd(fd: int, progress: Progress | None = None,
+            on_chunk: Callable[[int], None] | None = None) -> tuple[str, int]:
+    """SHA-256 and byte count of what an open fd reads to its end (``on_chunk``: bytes read so far)."""
     digest = hashlib.sha256()
     size = 0
     while chunk := os.read(fd, CHUNK):
@@ -206,6 +207,8 @@ def hash_fd(fd: int, progress: Progress | None = None) -> tuple[str, int]:
         size += len(chunk)
         if progress is not None:
             progress.tick(len(chunk))
+        if on_chunk is not None:
+            on_chunk(size)
     return digest.hexdigest(), size
 
 
@@ -222,19 +225,9 @@ def hash_file(path: str, *, max_bytes: int | None = None, stall_s: float = DEFAU
     name = display_name(path)
     fd, before = open_regular(path, max_bytes)
     try:
-        def read(progress: Progress) -> tuple[str, int]:
-            if on_chunk is None:
-                return hash_fd(fd, progress)
-            digest, size = hashlib.sha256(), 0
-            while chunk := os.read(fd, CHUNK):
-                digest.update(chunk)
-                size += len(chunk)
-                progress.tick(len(chunk))
-                on_chunk(size)
-            return digest.hexdigest(), size
-
         try:
-            sha, size = with_deadline(read, stall_s=stall_s, what="reading", name=name)
+            sha, size = with_deadline(lambda progress: hash_fd(fd, progress, on_chunk), stall_s=stall_s,
+                                      what="reading", name=name)
         except OSError as exc:
             raise os_error(path, exc) from None
         after = os.fstat(fd)

@@ -133,19 +133,27 @@ def load_transnet(device: str = "cpu"):
 def transnet_predict(model, frames: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     """Per-frame (boundary, many-hot) probabilities of ``frames`` (N x 27 x 48 x 3 uint8),
     TransNetV2's own windowing: 25 frames of padding, windows of 100, step 50."""
-    import torch
 
     n = len(frames)
     pad_end = 25 + 50 - (n % 50 if n % 50 else 50)
     padded = np.concatenate([np.repeat(frames[:1], 25, 0), frames, np.repeat(frames[-1:], pad_end, 0)])
     single, many = [], []
-    with torch.inference_mode():
-        for ptr in range(0, len(padded) - 100 + 1, 50):
-            x = torch.from_numpy(np.ascontiguousarray(padded[ptr:ptr + 100]))[None].to(model.device)
-            one, allf = model.predict_raw(x)
-            single.append(one[0, 25:75, 0].float().cpu().numpy())
-            many.append(allf[0, 25:75, 0].float().cpu().numpy())
+    for ptr in range(0, len(padded) - 100 + 1, 50):
+        one, allf = transnet_window(model, padded[ptr:ptr + 100])
+        single.append(one)
+        many.append(allf)
     return np.concatenate(single)[:n], np.concatenate(many)[:n]
+
+
+def transnet_window(model, frames: np.ndarray, n: int = 50) -> tuple[np.ndarray, np.ndarray]:
+    """One TransNetV2 window of 100 frames: the (boundary, many-hot) probabilities of the
+    ``n`` frames after its first 25 (the rest is context)."""
+    import torch
+
+    with torch.inference_mode():
+        x = torch.from_numpy(np.ascontiguousarray(frames))[None].to(model.device)
+        one, allf = model.predict_raw(x)
+    return one[0, 25:25 + n, 0].float().cpu().numpy(), allf[0, 25:25 + n, 0].float().cpu().numpy()
 
 
 # ---- the streaming detector ------------------------------------------------------------
@@ -514,17 +522,11 @@ class Detector:
     def _run_block(self, lo: int, hi: int, end: int) -> tuple[np.ndarray, np.ndarray]:
         """TransNetV2's own tiling for one block of 50: a window of 100 frames with 25 of
         real context on each side (the first frame or the last repeated at the ends)."""
-        import torch
-
         idx = np.clip(np.arange(lo - 25, lo + 75), self.base, end - 1)
         frames = np.stack([self._f(int(i)).rgb for i in idx])
-        with torch.inference_mode():
-            model = self.loader()
-            one, allf = model.predict_raw(torch.from_numpy(frames)[None].to(model.device))
         self.neural_windows += 1
         self.neural_frames += hi - lo
-        n = hi - lo
-        return one[0, 25:25 + n, 0].float().cpu().numpy(), allf[0, 25:25 + n, 0].float().cpu().numpy()
+        return transnet_window(self.loader(), frames, hi - lo)
 
     def _net_boundaries(self, a: int, single: np.ndarray, many: np.ndarray, lo: int, hi: int,
                         overlap: bool = False, floor: int = 0) -> list[Boundary]:
