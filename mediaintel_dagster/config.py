@@ -26,6 +26,13 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "MEDIAINTEL_MAX_FILE_BYTES": (str(64 << 30), "inbox files larger than this are quarantined (`too_large`) unread"),
     "MEDIAINTEL_READ_TIMEOUT_S": ("60", "a file read that makes no progress this long is quarantined (`read_timeout`, retried)"),
     "MEDIAINTEL_MAX_PENDING_RUNS": ("32", "the inbox sensor requests no runs while this many are queued or running (backpressure)"),
+    "MEDIAINTEL_INDEX_BACKEND": ("lancedb", "serving vector index: `lancedb` (embedded, on local disk or `s3://`) or `pinecone`"),
+    "MEDIAINTEL_INDEX": (None, "LanceDB folder of the serving index and its keyword (BM25) index (default `$MEDIAINTEL_HOME/index`)"),
+    "MEDIAINTEL_INDEX_ANN_MIN_ROWS": ("50000", "a LanceDB table this large gets an ANN index; smaller ones are searched exactly"),
+    "PINECONE_API_KEY": (None, "Pinecone API key (production index; the live Pinecone test runs only when it is set)"),
+    "PINECONE_INDEX_HOST": (None, "data-plane host of the Pinecone index (`https://<index>-<project>.svc.<region>.pinecone.io`)"),
+    "MEDIAINTEL_PINECONE_TIMEOUT_S": ("10", "timeout of every Pinecone call"),
+    "MEDIAINTEL_PINECONE_RETRIES": ("5", "retries (exponential backoff) of a Pinecone call answered 429 or 5xx, or timed out"),
     "MEDIAINTEL_PARTITION_START": ("2024-01-01", "first arrival date"),
     "MEDIAINTEL_SHARDS": ("4", "shards per arrival date (changing it re-maps files to windows: pick once)"),
     "MEDIAINTEL_EXECUTOR": ("in_process", "`in_process`, `multiprocess` or `k8s` (a pod per step)"),
@@ -99,6 +106,10 @@ def models_root() -> str:
 def dagster_home() -> Path:
     value = get("DAGSTER_HOME")
     return Path(value).absolute() if value else home() / "dagster"
+
+
+def index_root() -> str:
+    return get("MEDIAINTEL_INDEX") or str(home() / "index")
 
 
 def partition_start() -> str:
