@@ -40,17 +40,18 @@ TEXT_SOURCES: tuple[TextSource, ...] = (
 ITEM_KINDS = sorted({s.item_kind for s in TEXT_SOURCES})
 
 
-def embed_texts(run: StageRun, todo: list[dict]):
-    """Every text of the due media in one batched pass of the sentence model."""
-    ids = [m["media_id"] for m in todo]
-    items: list[tuple[str, str, int]] = []  # (media_id, item_kind, item_index)
+def item_texts(lake, ids: list[str]) -> tuple[list[tuple[str, str, int]], list[str]]:
+    """Every text item of these media: ((media_id, item_kind, item_index), text), in
+    TEXT_SOURCES order. The one definition of "the text of an item": what is embedded here
+    is what the keyword index holds (assets/index.py) and what search quotes."""
+    items: list[tuple[str, str, int]] = []
     texts: list[str] = []
     for src in TEXT_SOURCES:
         flt = pads.field("media_id").isin(ids)
         if src.usable is not None:
             flt = flt & src.usable
         columns = ["media_id", src.index_column, src.text_column] + ([src.line_column] if src.line_column else [])
-        table = run.lake.read(src.table, columns=columns, filter=flt)
+        table = lake.read(src.table, columns=columns, filter=flt)
         if src.line_column:
             table = table.sort_by([("media_id", "ascending"), (src.index_column, "ascending"),
                                    (src.line_column, "ascending")])
@@ -61,6 +62,13 @@ def embed_texts(run: StageRun, todo: list[dict]):
         for (mid, idx), lines in grouped.items():
             items.append((mid, src.item_kind, idx))
             texts.append(" ".join(lines))
+    return items, texts
+
+
+def embed_texts(run: StageRun, todo: list[dict]):
+    """Every text of the due media in one batched pass of the sentence model."""
+    ids = [m["media_id"] for m in todo]
+    items, texts = item_texts(run.lake, ids)
     clock = Stopwatch()
     vectors = run.model.embed(texts) if texts else None
     run.model_seconds += clock.seconds

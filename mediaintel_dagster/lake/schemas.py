@@ -160,15 +160,66 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("item_kind", pa.string()),
             ("item_index", pa.int32()),
             ("model_id", pa.string()),
+            # 'lancedb' or 'pinecone' for vectors; 'lancedb-fts' for the keyword (BM25) index.
             ("backend", pa.string()),
+            ("namespace", pa.string()),  # the LanceDB table or Pinecone namespace holding it
+            ("dim", pa.int32()),  # vector length (null for keyword entries)
+            ("indexed_at", TS),
+            ("code_version", pa.string()),
         ]
     ),
+    # Per keyframe (representative and extra) of a media: the fingerprints near_duplicates
+    # compares (media/fingerprints.py), so a new media meets every media in the lake
+    # without decoding their keyframes again.
+    "keyframe_hashes": pa.schema(
+        [
+            ("media_id", pa.string()),
+            ("scene_index", pa.int32()),
+            ("keyframe_n", pa.int32()),  # 0: the shot's representative keyframe; n: its n-th extra one
+            ("keyframe_s", pa.float64()),
+            ("keyframe_uri", pa.string()),
+            # 64-bit pHash (16 hex digits) of the picture without black bars, at centred crops
+            # keeping 100 %, 90 % and 80 % of each side.
+            ("hash", pa.string()),
+            ("hash_90", pa.string()),
+            ("hash_80", pa.string()),
+            ("informative", pa.bool_()),  # false: never evidence of a duplicate
+            ("low_info_reason", pa.string()),  # 'near_black', 'near_uniform', 'low_edges' or null
+            ("luma_mean", pa.float64()),
+            ("luma_std", pa.float64()),
+            ("edge_density", pa.float64()),
+            ("content_width", pa.int32()),  # the picture inside the bars, keyframe pixels
+            ("content_height", pa.int32()),
+            ("bar_top", pa.int32()),
+            ("bar_bottom", pa.int32()),
+            ("bar_left", pa.int32()),
+            ("bar_right", pa.int32()),
+            ("code_version", pa.string()),
+        ]
+    ),
+    # One row per (media, other media) found showing the same content, as seen when
+    # `media_id` was processed (the row belongs to media_id: rerunning it replaces them);
+    # the pair's other direction is the other media's row. Exact copies (one content at
+    # several locations) are media_id == duplicate_of, method 'exact_bytes', one row per
+    # further location.
     "near_duplicates": pa.schema(
         [
             ("media_id", pa.string()),
             ("duplicate_of", pa.string()),
-            ("method", pa.string()),
-            ("score", pa.float64()),
+            ("method", pa.string()),  # 'exact_bytes' or 'keyframe_sequence'
+            ("score", pa.float64()),  # 0-1: the aligned share of the more covered media (1.0: same bytes)
+            ("relation", pa.string()),  # 'same_bytes', 'copy', 'contained_in' (media_id inside the other), 'contains'
+            ("matched_keyframes", pa.int32()),
+            ("evidence", pa.float64()),  # rarity-weighted aligned informative keyframes
+            ("coverage", pa.float64()),  # of media_id's informative keyframes
+            ("duplicate_coverage", pa.float64()),  # of duplicate_of's
+            ("mean_hash_distance", pa.float64()),  # bits of 64, over the aligned keyframes
+            ("speed_ratio", pa.float64()),  # seconds of duplicate_of per second of media_id
+            ("offset_s", pa.float64()),  # t(duplicate_of) = speed_ratio * t(media_id) + offset_s
+            ("source_uri", pa.string()),  # exact_bytes: the media's first location
+            ("duplicate_source_uri", pa.string()),  # exact_bytes: another location of the same bytes
+            ("code_version", pa.string()),
+            ("computed_at", TS),
         ]
     ),
     "audit_log": pa.schema(
@@ -209,7 +260,10 @@ KEYS: dict[str, list[str] | None] = {
     # Two stages (CLIP on scenes, text models on segments/OCR) share this table, and
     # vectors of two models live side by side: a write replaces only its own kind+model.
     "embeddings": ["media_id", "item_kind", "model_id"],
-    "index_entries": ["media_id", "item_kind", "model_id", "backend"],
+    # The index stage writes all of a media's entries in one backend at once (every model
+    # whose vectors the media has, so two model versions stay side by side).
+    "index_entries": ["media_id", "backend"],
+    "keyframe_hashes": ["media_id"],
     "near_duplicates": ["media_id"],
     "audit_log": None,
 }

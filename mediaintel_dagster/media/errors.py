@@ -64,6 +64,10 @@ class ErrorCode(str, Enum):
     MODEL_FAILED = ("model_failed", True,
                     "The model raised on this input (OCR engine, embedding batch, ASR); retried in case it "
                     "was transient (out of memory, a lost GPU).")
+    # -- serving index ---------------------------------------------------------------------
+    INDEX_FAILED = ("index_failed", True,
+                    "The serving index (LanceDB or Pinecone) refused the write or did not answer in time; "
+                    "retried, since the service usually comes back.")
 
     def __str__(self) -> str:
         return self.value
