@@ -1,0 +1,429 @@
+"""Near-duplicate detection on generated variants and distractors, through the real stages.
+
+    python -m mediaintel_dagster.bench.near_duplicates [--bases 6] [--keep DIR]
+
+Generates (PyAV, libx264) several multi-shot base videos of distinct content (random
+shapes on gradients, slowly panning: every shot a new seed), and from each base, by
+decoding it and encoding again (a second generation, as a real copy is):
+
+  reencode   MPEG-4 part 2 at 300 kb/s instead of H.264
+  resize50   0.5x on each side
+  crop10     the centred 90 % of each side (10 % cropped off)
+  letterbox  the 16:9 picture inside a 4:3 frame with black bars
+  trim20     the first 20 % cut off
+  speed125   1.25x faster (frames dropped; same frame rate)
+  embedded   the whole base between other content (3 s before, 2 s after)
+  exact      the same bytes at a second path (one media, two media_sources rows)
+
+and distractors that must pair with nothing: 'black_open' (the same black opening, then
+content of their own), 'template' (the same title card, then their own content),
+'station' (the same station logo in the corner of every frame, the same logo card and the
+same title card, then their own content), and 'unrelated' videos.
+
+All of it goes into one arrival window and through the real Dagster stages (media,
+scenes with the cheap detector, scene_embeddings on the declared fallback model,
+keyframe_hashes, near_duplicates). Pairs are scored over all pairs of distinct media: a
+true pair is two media made from the same base; a predicted pair is any 'keyframe_sequence'
+row in either direction. It prints precision, recall, a per-variant table and the time of
+each step.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import shutil
+import tempfile
+import time
+from dataclasses import dataclass, field
+from fractions import Fraction
+from pathlib import Path
+from typing import Callable, Iterable
+
+import av
+import numpy as np
+from PIL import Image, ImageDraw, ImageFont
+
+SIZE = (320, 180)
+FPS = 15
+VARIANTS = ("reencode", "resize50", "crop10", "letterbox", "trim20", "speed125", "embedded", "exact")
+DISTRACTORS = ("black_open", "template", "station", "unrelated")
+_PAN = 48  # canvas margin the picture pans across
+
+
+# ---- content ---------------------------------------------------------------------------------
+
+def _font(size: int):
+    return ImageFont.load_default(size=size)
+
+
+def shapes_canvas(seed: int, size=SIZE) -> np.ndarray:
+    """A picture of its own for every seed: a gradient and a dozen random shapes and a word."""
+    rng = np.random.default_rng(seed)
+    w, h = size[0] + _PAN, size[1] + _PAN
+    yy, xx = np.mgrid[0:h, 0:w].astype(np.float32)
+    ang = rng.uniform(0, np.pi)
+    a = (np.cos(ang) * xx / w + np.sin(ang) * yy / h)
+    a = (a - a.min()) / max(1e-6, np.ptp(a))
+    c1, c2 = rng.integers(0, 256, 3), rng.integers(0, 256, 3)
+    img = Image.fromarray((c1 + a[..., None] * (c2 - c1)).astype(np.uint8))
+    draw = ImageDraw.Draw(img)
+    for _ in range(int(rng.integers(8, 14))):
+        x0, y0 = rng.integers(0, w), rng.integers(0, h)
+        sw, sh = rng.integers(w // 12, w // 3), rng.integers(h // 12, h // 2)
+        color = tuple(int(c) for c in rng.integers(0, 256, 3))
+        kind = rng.integers(0, 3)
+        box = (x0 - sw // 2, y0 - sh // 2, x0 + sw // 2, y0 + sh // 2)
+        if kind == 0:
+            draw.ellipse(box, fill=color)
+        elif kind == 1:
+            draw.rectangle(box, fill=color)
+        else:
+            pts = [(int(rng.integers(box[0], box[2] + 1)), int(rng.integers(box[1], box[3] + 1))) for _ in range(3)]
+            draw.polygon(pts, fill=color)
+    word = "".join(chr(int(c)) for c in rng.integers(65, 91, 5))
+    draw.text((int(rng.integers(10, w // 2)), int(rng.integers(10, h // 2))), word, font=_font(h // 6),
+              fill=tuple(int(c) for c in rng.integers(0, 256, 3)))
+    return np.asarray(img)
+
+
+def card(kind: str, size=SIZE) -> np.ndarray:
+    """A station's shared pictures: its 'title' card template and its 'logo' card."""
+    w, h = size[0] + _PAN, size[1] + _PAN
+    if kind == "title":
+        img = Image.new("RGB", (w, h), (12, 28, 80))
+        d = ImageDraw.Draw(img)
+        d.rectangle((0, int(h * 0.62), w, int(h * 0.7)), fill=(220, 170, 20))
+        d.text((w // 2, int(h * 0.42)), "CHANNEL 7 NEWS", font=_font(h // 7), fill=(255, 255, 255), anchor="mm")
+        d.text((w // 2, int(h * 0.8)), "TONIGHT", font=_font(h // 10), fill=(200, 200, 220), anchor="mm")
+    elif kind == "logo":
+        img = Image.new("RGB", (w, h), (240, 240, 240))
+        d = ImageDraw.Draw(img)
+        d.ellipse((w // 2 - h // 3, h // 2 - h // 3, w // 2 + h // 3, h // 2 + h // 3), fill=(200, 20, 30))
+        d.text((w // 2, h // 2), "C7", font=_font(h // 4), fill=(255, 255, 255), anchor="mm")
+    elif kind == "black":
+        img = Image.new("RGB", (w, h), (0, 0, 0))
+    else:
+        raise ValueError(kind)
+    return np.asarray(img)
+
+
+def _logo_overlay(frame: np.ndarray) -> np.ndarray:
+    h, w = frame.shape[:2]
+    s = h // 7
+    out = frame.copy()
+    out[6:6 + s, w - 6 - 2 * s:w - 6] = (200, 20, 30)
+    out[6 + s // 3:6 + 2 * s // 3, w - 6 - 2 * s + s // 3:w - 6 - s // 3] = (255, 255, 255)
+    return out
+
+
+@dataclass
+class Segment:
+    """A shot: a canvas and how long it runs; ``static`` canvases do not pan."""
+
+    canvas: np.ndarray
+    duration_s: float
+    static: bool = False
+    pan: tuple = (1, 0)
+
+
+def program_frames(segments: list[Segment], size=SIZE, fps=FPS, overlay: Callable | None = None) -> Iterable[np.ndarray]:
+    w, h = size
+    for seg in segments:
+        n = max(1, int(round(seg.duration_s * fps)))
+        for k in range(n):
+            t = 0 if seg.static else k
+            dx = min(_PAN, t * abs(seg.pan[0]))
+            dy = min(_PAN, t * abs(seg.pan[1]))
+            if seg.pan[0] < 0:
+                dx = _PAN - dx
+            if seg.pan[1] < 0:
+                dy = _PAN - dy
+            f = np.ascontiguousarray(seg.canvas[dy:dy + h, dx:dx + w])
+            yield overlay(f) if overlay else f
+
+
+def content_segments(seed: int, shots: int, rng: np.random.Generator) -> list[Segment]:
+    pans = [(1, 0), (-1, 0), (1, 1), (0, -1), (2, 1), (-1, 1)]
+    return [Segment(shapes_canvas(seed * 100 + k), float(rng.uniform(0.9, 1.6)), pan=pans[int(rng.integers(0, 6))])
+            for k in range(shots)]
+
+
+# ---- encoding --------------------------------------------------------------------------------
+
+def write_video(path, frames: Iterable[np.ndarray], fps=FPS, codec="libx264", bit_rate: int | None = None,
+                crf: int = 20) -> Path:
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    with av.open(str(path), "w") as out:
+        stream = None
+        for arr in frames:
+            if stream is None:
+                stream = out.add_stream(codec, rate=fps)
+                stream.width, stream.height = arr.shape[1], arr.shape[0]
+                stream.pix_fmt = "yuv420p"
+                stream.time_base = Fraction(1, fps)
+                if bit_rate:
+                    stream.bit_rate = bit_rate
+                if codec == "libx264":
+                    stream.options = {"crf": str(crf), "preset": "veryfast"}
+            frame = av.VideoFrame.from_ndarray(np.ascontiguousarray(arr), format="rgb24")
+            out.mux(stream.encode(frame))
+        if stream is not None:
+            out.mux(stream.encode(None))
+    return path
+
+
+def decode(path) -> list[np.ndarray]:
+    with av.open(str(path)) as c:
+        return [f.to_ndarray(format="rgb24") for f in c.decode(video=0)]
+
+
+def _resize(arr: np.ndarray, w: int, h: int) -> np.ndarray:
+    return np.asarray(Image.fromarray(arr).resize((w, h), Image.BICUBIC))
+
+
+def variant_frames(kind: str, frames: list[np.ndarray], filler: tuple[list, list] | None = None) -> list[np.ndarray]:
+    """The frames of a ``kind`` copy made from the decoded ``frames`` of a base."""
+    h, w = frames[0].shape[:2]
+    if kind == "resize50":
+        return [_resize(f, w // 2 - (w // 2) % 2, h // 2 - (h // 2) % 2) for f in frames]
+    if kind == "crop10":
+        cw, ch = int(w * 0.9) // 2 * 2, int(h * 0.9) // 2 * 2
+        x0, y0 = (w - cw) // 2, (h - ch) // 2
+        return [np.ascontiguousarray(f[y0:y0 + ch, x0:x0 + cw]) for f in frames]
+    if kind == "letterbox":
+        H = w * 3 // 4 // 2 * 2  # a 4:3 frame as wide as the picture
+        top = (H - h) // 2
+        out = []
+        for f in frames:
+            canvas = np.zeros((H, w, 3), dtype=np.uint8)
+            canvas[top:top + h] = f
+            out.append(canvas)
+        return out
+    if kind == "trim20":
+        return frames[int(round(len(frames) * 0.2)):]
+    if kind == "speed125":
+        n = int(len(frames) / 1.25)
+        return [frames[min(len(frames) - 1, int(k * 1.25))] for k in range(n)]
+    if kind == "embedded":
+        before, after = filler
+        return [*before, *frames, *after]
+    if kind == "reencode":
+        return frames
+    raise ValueError(kind)
+
+
+# ---- the corpus ------------------------------------------------------------------------------
+
+@dataclass
+class Corpus:
+    folder: Path
+    files: dict = field(default_factory=dict)  # file name -> {"group": base name or None, "kind": ...}
+
+
+def make_corpus(folder, bases: int = 6, distractors: dict | None = None, variants=VARIANTS, seed: int = 7) -> Corpus:
+    """Bases, their variants and distractors as files in ``folder`` (see the module docstring)."""
+    folder = Path(folder)
+    folder.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(seed)
+    counts = {"black_open": 2, "template": 2, "station": 3, "unrelated": 2} if distractors is None else distractors
+    corpus = Corpus(folder)
+    next_seed = [1000]
+
+    def fresh(shots: int) -> list[Segment]:
+        next_seed[0] += 1
+        return content_segments(next_seed[0], shots, rng)
+
+    for b in range(bases):
+        name = f"base{b}.mp4"
+        write_video(folder / name, program_frames(fresh(int(rng.integers(4, 7)))))
+        corpus.files[name] = {"group": name, "kind": "base"}
+        frames = decode(folder / name)
+        for v in variants:
+            vname = f"base{b}_{v}.mp4" if v != "exact" else f"copy_of_base{b}.mp4"
+            if v == "exact":
+                shutil.copyfile(folder / name, folder / vname)
+            elif v == "reencode":
+                write_video(folder / vname, frames, codec="mpeg4", bit_rate=300_000)
+            else:
+                filler = None
+                if v == "embedded":
+                    filler = (list(program_frames(fresh(2))), list(program_frames(fresh(1))))
+                    filler = ([*filler[0]][: 3 * FPS], [*filler[1]][: 2 * FPS])
+                write_video(folder / vname, variant_frames(v, frames, filler), crf=23)
+            corpus.files[vname] = {"group": name, "kind": v}
+    black, title, logo = card("black"), card("title"), card("logo")
+    for kind, n in counts.items():
+        for k in range(n):
+            name = f"distractor_{kind}{k}.mp4"
+            own = fresh(int(rng.integers(3, 5)))
+            overlay = None
+            if kind == "black_open":
+                segs = [Segment(black, 1.0, static=True), *own]
+            elif kind == "template":
+                segs = [Segment(title, 1.2, static=True), *own]
+            elif kind == "station":
+                segs = [Segment(logo, 1.0, static=True), Segment(title, 1.2, static=True), *own]
+                overlay = _logo_overlay
+            else:
+                segs = own
+            write_video(folder / name, program_frames(segs, overlay=overlay))
+            corpus.files[name] = {"group": None, "kind": kind}
+    return corpus
+
+
+# ---- the pipeline ----------------------------------------------------------------------------
+
+def pipeline_assets():
+    from ..assets.clip import scene_embeddings
+    from ..assets.media import media_assets
+    from ..assets.near_duplicates import keyframe_hashes, near_duplicates
+    from ..assets.scenes import scenes
+
+    return [media_assets, scenes, scene_embeddings, keyframe_hashes, near_duplicates]
+
+
+def run_config(assets, force: bool = False) -> dict:
+    """The cheap shot detector (the cuts here are hard; TransNetV2 on a CPU would only cost
+    time), and ``force`` for the near-duplicate steps; only for the steps in the run."""
+    names = {a.op.name for a in assets}
+    ops = {"scenes": {"config": {"detector_mode": "cheap"}}}
+    if force:
+        ops.update({n: {"config": {"force": True}} for n in ("keyframe_hashes", "near_duplicates")})
+    return {"ops": {k: v for k, v in ops.items() if k in names}}
+
+
+def resources_for(home: Path) -> dict:
+    from ..resources import ClipResource, LakehouseResource, LocalInboxResource, ObjectStoreResource
+
+    return {"inbox": LocalInboxResource(roots=[str(home / "inbox")], settle_seconds=0.0),
+            "lake": LakehouseResource(root=str(home / "lake")),
+            "objects": ObjectStoreResource(root=str(home / "objects")),
+            "clip": ClipResource(device="cpu")}
+
+
+def materialize_window(home: Path, partition: str, assets=None, force: bool = False):
+    from dagster import DagsterInstance, materialize
+
+    assets = assets or pipeline_assets()
+    res = materialize(assets, partition_key=partition, resources=resources_for(home),
+                      instance=DagsterInstance.ephemeral(), run_config=run_config(assets, force))
+    if not res.success:
+        raise RuntimeError("the pipeline run failed")
+    return res
+
+
+# ---- scoring ---------------------------------------------------------------------------------
+
+def score(lake, corpus: Corpus) -> dict:
+    """Precision and recall over all pairs of distinct media, per-variant and per-distractor rows."""
+    by_name = {}
+    for r in lake.read("media_sources", columns=["source_uri", "media_id"]).to_pylist():
+        by_name[Path(r["source_uri"]).name] = r["media_id"]
+    info = {by_name[n]: {**v, "name": n} for n, v in corpus.files.items() if v["kind"] != "exact"}
+    rows = lake.read("near_duplicates").to_pylist()
+    predicted = {frozenset((r["media_id"], r["duplicate_of"])) for r in rows
+                 if r["method"] == "keyframe_sequence" and r["media_id"] != r["duplicate_of"]}
+    predicted = {p for p in predicted if p <= set(info)}
+    ids = sorted(info)
+    truth = {frozenset((a, b)) for i, a in enumerate(ids) for b in ids[i + 1:]
+             if info[a]["group"] and info[a]["group"] == info[b]["group"]}
+    tp = len(predicted & truth)
+    precision = tp / len(predicted) if predicted else 1.0
+    recall = tp / len(truth) if truth else 1.0
+    per_variant = {}
+    for v in VARIANTS:
+        if v == "exact":
+            continue
+        mine = [m for m in ids if info[m]["kind"] == v]
+        base = {info[m]["group"]: m for m in ids if info[m]["kind"] == "base"}
+        found = sum(frozenset((m, base[info[m]["group"]])) in predicted for m in mine)
+        pos = [p for p in truth if any(info[x]["kind"] == v for x in p)]
+        fp = [p for p in predicted - truth if any(info[x]["kind"] == v for x in p)]
+        per_variant[v] = {"media": len(mine), "paired_with_base": found,
+                          "recall_all_pairs": (len([p for p in pos if p in predicted]) / len(pos)) if pos else None,
+                          "false_pairs": len(fp)}
+    per_distractor = {}
+    for d in DISTRACTORS:
+        mine = [m for m in ids if info[m]["kind"] == d]
+        per_distractor[d] = {"media": len(mine), "false_pairs": len([p for p in predicted if any(x in mine for x in p)])}
+    exact_rows = [r for r in rows if r["method"] == "exact_bytes"]
+    exact_expected = [n for n, v in corpus.files.items() if v["kind"] == "exact"]
+    exact_found = {Path(r["duplicate_source_uri"]).name for r in exact_rows} | {
+        Path(r["source_uri"]).name for r in exact_rows}
+    return {"precision": precision, "recall": recall, "true_pairs": len(truth), "predicted_pairs": len(predicted),
+            "true_positives": tp, "per_variant": per_variant, "per_distractor": per_distractor,
+            "exact_copies_expected": len(exact_expected),
+            "exact_copies_found": sum(n in exact_found for n in exact_expected),
+            "false_pairs": sorted(tuple(sorted(info[x]["name"] for x in p)) for p in predicted - truth),
+            "missed_pairs": sorted(tuple(sorted(info[x]["name"] for x in p)) for p in truth - predicted)}
+
+
+def print_report(result: dict, timings: dict) -> None:
+    print(f"\npairs: {result['true_pairs']} true, {result['predicted_pairs']} predicted, "
+          f"{result['true_positives']} correct")
+    print(f"precision {result['precision']:.3f}   recall {result['recall']:.3f}")
+    print(f"exact copies (same bytes, second location): {result['exact_copies_found']}/"
+          f"{result['exact_copies_expected']} found from media_sources")
+    print("\n| variant | media | paired with its base | recall over all its true pairs | false pairs |")
+    print("| --- | --- | --- | --- | --- |")
+    for v, r in result["per_variant"].items():
+        rec = f"{r['recall_all_pairs']:.3f}" if r["recall_all_pairs"] is not None else "-"
+        print(f"| {v} | {r['media']} | {r['paired_with_base']}/{r['media']} | {rec} | {r['false_pairs']} |")
+    print("\n| distractor | media | false pairs |")
+    print("| --- | --- | --- |")
+    for d, r in result["per_distractor"].items():
+        print(f"| {d} | {r['media']} | {r['false_pairs']} |")
+    if result["false_pairs"]:
+        print("\nfalse pairs:", *result["false_pairs"], sep="\n  ")
+    if result["missed_pairs"]:
+        print("\nmissed pairs:", *result["missed_pairs"], sep="\n  ")
+    print("\ntimings (s):", ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
+
+
+def main(argv=None) -> dict:
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    ap.add_argument("--bases", type=int, default=6)
+    ap.add_argument("--keep", help="work in this folder and keep it (default: a temporary one)")
+    args = ap.parse_args(argv)
+    work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-neardup-"))
+    home = work / "mi"
+    inbox = home / "inbox"
+    os.environ.update({"MEDIAINTEL_SHARDS": "1", "MEDIAINTEL_HOME": str(home), "MEDIAINTEL_LAKE": str(home / "lake"),
+                       "MEDIAINTEL_INBOX": str(inbox), "MEDIAINTEL_OBJECTS": str(home / "objects"),
+                       "DAGSTER_HOME": str(home / "dagster")})
+    (home / "dagster").mkdir(parents=True, exist_ok=True)
+    timings = {}
+    t = time.perf_counter()
+    corpus = make_corpus(inbox, bases=args.bases)
+    timings["generate"] = time.perf_counter() - t
+    from ..resources.inbox import stat_file
+
+    windows = {str(stat_file(str(p)).partition_key()) for p in inbox.iterdir()}
+    if len(windows) != 1:
+        raise SystemExit(f"the files fell into {len(windows)} windows: {windows}")
+    (partition,) = windows
+    seconds = sum(float(av.open(str(p)).duration or 0) / 1e6 for p in inbox.iterdir())
+    print(f"{len(corpus.files)} files ({args.bases} bases x {len(VARIANTS)} variants, "
+          f"{sum(v['group'] is None for v in corpus.files.values())} distractors), {seconds:.0f} s of video")
+    t = time.perf_counter()
+    res = materialize_window(home, partition)
+    timings["pipeline"] = time.perf_counter() - t
+    for step in ("keyframe_hashes", "near_duplicates"):
+        meta = res.asset_materializations_for_node(step)[0].metadata
+        timings[step] = float(meta["wall_seconds"].value)
+    t = time.perf_counter()
+    materialize_window(home, partition, assets=pipeline_assets()[-1:], force=True)
+    timings["near_duplicates_forced_rerun_run"] = time.perf_counter() - t
+    from ..resources import LakehouseResource
+
+    result = score(LakehouseResource(root=str(home / "lake")), corpus)
+    print_report(result, timings)
+    if not args.keep:
+        shutil.rmtree(work, ignore_errors=True)
+    return result
+
+
+if __name__ == "__main__":
+    main()
