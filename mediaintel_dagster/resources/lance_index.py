@@ -365,12 +365,14 @@ class LanceVectorIndexResource(VectorIndexResource):
         if q.shape[0] != self.dim(table):
             raise ValueError(f"{model_id}: query of dim {q.shape[0]}, the index holds {self.dim(table)}-d vectors")
         search = (table.search(q, vector_column_name="vector").distance_type("cosine").limit(int(k))
-                  .select([*_MATCH_COLUMNS, "_distance"]).refine_factor(self.refine_factor)
-                  # At least nprobes partitions; past them only while a filter leaves fewer than k.
-                  .maximum_nprobes(0).minimum_nprobes(self.nprobes))
+                  .select([*_MATCH_COLUMNS, "_distance"]).refine_factor(self.refine_factor))
         where = filter_sql(flt)
-        if where is not None:
-            search = search.where(where, prefilter=True)
+        if where is None:
+            search = search.nprobes(self.nprobes)
+        else:
+            # At least nprobes partitions, and more while the filter leaves fewer than k hits
+            # (a narrow filter would otherwise come back short of matches that exist).
+            search = search.where(where, prefilter=True).maximum_nprobes(0).minimum_nprobes(self.nprobes)
         rows = search.to_arrow().to_pylist()
         return [Match(score=1.0 - float(r["_distance"]), model_id=model_id, **_match_kwargs(r)) for r in rows]
 
