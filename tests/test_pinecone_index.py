@@ -222,6 +222,26 @@ def test_batches_stay_under_two_megabytes():
         assert sum(len(c.body["vectors"]) for c in calls) == 200
 
 
+def test_one_index_per_dimension():
+    # MiniLM (384-d) and CLIP (512-d) cannot share a Pinecone index: PINECONE_INDEX_HOST lists
+    # one per dimension, and each model's vectors go to the index of their dimension.
+    with PineconeStandIn(api_key=KEY, dimension=4) as small, PineconeStandIn(api_key=KEY, dimension=6) as wide:
+        idx = index_at(small, host=f"{small.host}, {wide.host}")
+        assert idx.upsert(MODEL, entries(ROWS[:3], MODEL)) == 3
+        assert idx.upsert(OTHER, entries([{**r, "vector": [0, 0, 0, 0, 1, 0]} for r in ROWS[:2]], OTHER)) == 2
+        assert set(small.namespaces) == {MODEL} and set(wide.namespaces) == {OTHER}
+        assert idx.counts() == {MODEL: 3, OTHER: 2}
+        assert [m.model_id for m in idx.query(OTHER, np.eye(6, dtype=np.float32)[4], k=5)] == [OTHER, OTHER]
+        assert len(idx.query(MODEL, np.ones(4, dtype=np.float32), k=5)) == 3
+        other_ids = entries(ROWS[:2], OTHER).column("entry_id").to_pylist()
+        assert set(idx.fetch(OTHER, other_ids)) == set(other_ids)
+        idx.delete(OTHER, other_ids[:1])  # asked of both indexes; the 4-d one has no such namespace
+        idx.drop(MODEL)
+        assert idx.counts() == {OTHER: 1}
+        with pytest.raises(PineconeIndexError, match=r"no Pinecone index for 5-d vectors.*\[4, 6\]"):
+            idx.query(MODEL, np.ones(5, dtype=np.float32), k=1)
+
+
 def test_429_then_503_then_success_is_one_call_with_two_retries(standin):
     idx = index_at(standin)
     standin.fail_next(1, 429)
@@ -312,7 +332,7 @@ LIVE = bool(os.environ.get("PINECONE_API_KEY") and os.environ.get("PINECONE_INDE
                                      "(a dense cosine index) to run it")
 def test_live_pinecone():
     idx = PineconeVectorIndexResource()
-    dim = idx._client().describe_index_stats().dimension
+    dim = idx._client(idx.hosts()[0]).describe_index_stats().dimension
     model = f"mediaintel-test/{uuid.uuid4().hex[:12]}@1"
     rng = np.random.default_rng(1)
     rows = [dict(media_id=f"live{i}", item_index=i, vector=rng.normal(size=dim).tolist(),

@@ -1,7 +1,10 @@
 """Pinecone: the production serving index, through the real ``pinecone`` client (10.2).
 
-One Pinecone index (dense, cosine, of the models' dimension) serves every model: each
-``model_id`` is its own namespace, so vectors of two models never meet. A vector's id is its
+A Pinecone index is dense, cosine and of one dimension; each ``model_id`` is its own
+namespace in it, so vectors of two models never meet. Models of another dimension (CLIP's
+512 beside MiniLM's 384) need their own index: ``host`` may list several hosts, one index
+per dimension, and each call goes to the index of its vectors' dimension (writes and reads
+by id go to every listed index; an index without the namespace has nothing to do). A vector's id is its
 ``entry_id``; its metadata holds the filter columns (``FILTER_FIELDS``) and ``source_dirs``,
 the folder prefixes of its source_uri (Pinecone has no prefix operator; see
 ``source_dirs``). Pinecone metadata cannot hold nulls, so a null field is left out, and a
@@ -200,15 +203,17 @@ def _switch_off_client_retries(index: Any) -> bool:
 class PineconeVectorIndexResource(VectorIndexResource):
     """The serving vector index on Pinecone (production): one namespace per model_id.
 
-    Through the real ``pinecone`` client against the index's data-plane host. Batched
-    upserts; every call has a timeout, and 429, 5xx and timeouts are retried with capped
-    exponential backoff and jitter; other 4xx fail at once with the server's message.
+    Through the real ``pinecone`` client against the index's data-plane host (or hosts: one
+    dense cosine index per vector dimension). Batched upserts; every call has a timeout, and
+    429, 5xx and timeouts are retried with capped exponential backoff and jitter; other 4xx
+    fail at once with the server's message. ``stats()`` counts the tries and retries.
     """
 
     api_key: str = Field(default_factory=lambda: config.get("PINECONE_API_KEY") or "",
                          description="Pinecone API key (default: PINECONE_API_KEY).")
     host: str = Field(default_factory=lambda: config.get("PINECONE_INDEX_HOST") or "",
-                      description="The index's data-plane host, https://<index>-<project>.svc.<region>.pinecone.io "
+                      description="The index's data-plane host, https://<index>-<project>.svc.<region>.pinecone.io, "
+                                  "or several separated by commas, one index per vector dimension "
                                   "(default: PINECONE_INDEX_HOST).")
     timeout_s: float = Field(default_factory=lambda: config.get_float("MEDIAINTEL_PINECONE_TIMEOUT_S"),
                              description="Timeout of one try of every call, seconds (connect and each read) "
@@ -221,7 +226,8 @@ class PineconeVectorIndexResource(VectorIndexResource):
     backoff_s: float = Field(default=0.5, description="First retry's backoff, seconds; doubles on each retry.")
     backoff_max_s: float = Field(default=20.0, description="Cap of one backoff (and of a 429's Retry-After), seconds.")
 
-    _index: Any = PrivateAttr(default=None)
+    _indexes: dict = PrivateAttr(default_factory=dict)  # host -> pinecone Index
+    _by_dim: Optional[dict] = PrivateAttr(default=None)  # dimension -> host, with several hosts
     _stats: dict = PrivateAttr(default_factory=lambda: {"calls": 0, "tries": 0, "retries": 0, "retried": {}})
 
     @property
@@ -233,12 +239,16 @@ class PineconeVectorIndexResource(VectorIndexResource):
         return {**self._stats, "retried": dict(self._stats["retried"])}
 
     # ---- the client and the retry loop ---------------------------------------------------
-    def _client(self) -> Any:
-        if self._index is not None:
-            return self._index
+    def hosts(self) -> list[str]:
+        """The index hosts ``host`` lists (one, or several separated by commas)."""
+        return [h.strip() for h in self.host.split(",") if h.strip()]
+
+    def _client(self, host: str) -> Any:
+        if host in self._indexes:
+            return self._indexes[host]
         if not self.api_key:
             raise PineconeIndexError("no Pinecone API key: set PINECONE_API_KEY (or the resource's api_key)")
-        if not self.host:
+        if not host:
             raise PineconeIndexError("no Pinecone index host: set PINECONE_INDEX_HOST to the index's data-plane host "
                                      "(https://<index>-<project>.svc.<region>.pinecone.io, shown by the console "
                                      "or describe_index)")
@@ -249,13 +259,42 @@ class PineconeVectorIndexResource(VectorIndexResource):
         from pinecone.errors import PineconeValueError
 
         try:
-            index = Pinecone(api_key=self.api_key, timeout=self.timeout_s).Index(host=self.host)
+            index = Pinecone(api_key=self.api_key, timeout=self.timeout_s).Index(host=host)
         except PineconeValueError as exc:
-            raise PineconeIndexError(f"PINECONE_INDEX_HOST={self.host!r} is not a usable Pinecone index host: "
+            raise PineconeIndexError(f"PINECONE_INDEX_HOST: {host!r} is not a usable Pinecone index host: "
                                      f"{exc}") from exc
         _switch_off_client_retries(index)
-        self._index = index
+        self._indexes[host] = index
         return index
+
+    def _all(self) -> list[tuple[str, Any]]:
+        """(host, client) of every listed index."""
+        return [(h, self._client(h)) for h in self.hosts() or [""]]
+
+    def _host_for(self, dim: int, model_id: str) -> tuple[str, Any]:
+        """The index for vectors of ``dim`` dimensions: the one host, or the listed index of that dimension."""
+        listed = self._all()
+        if len(listed) == 1:
+            return listed[0]  # its dimension is checked by Pinecone (a 400 that names both)
+        if self._by_dim is None:
+            by_dim: dict[int, str] = {}
+            for host, index in listed:
+                d = self._call("describe_index_stats", host, lambda i=index: i.describe_index_stats(
+                    timeout=self.timeout_s)).dimension
+                if d is None:
+                    raise PineconeIndexError(f"the Pinecone index at {host} reports no dimension (not a dense index); "
+                                             f"PINECONE_INDEX_HOST should list dense cosine indexes")
+                if d in by_dim:
+                    raise PineconeIndexError(f"PINECONE_INDEX_HOST lists two indexes of {d} dimensions ({by_dim[d]}, "
+                                             f"{host}): list one index per dimension")
+                by_dim[int(d)] = host
+            self._by_dim = by_dim
+        if dim not in self._by_dim:
+            raise PineconeIndexError(f"no Pinecone index for {dim}-d vectors (model {model_id}): PINECONE_INDEX_HOST "
+                                     f"lists indexes of {sorted(self._by_dim)} dimensions; create a {dim}-d cosine "
+                                     f"index and add its host")
+        host = self._by_dim[dim]
+        return host, self._client(host)
 
     def _backoff(self, attempt: int, retry_after: Optional[float]) -> float:
         delay = min(self.backoff_max_s, self.backoff_s * 2 ** attempt) * (0.5 + 0.5 * random.random())
@@ -263,7 +302,7 @@ class PineconeVectorIndexResource(VectorIndexResource):
             delay = max(delay, min(self.backoff_max_s, retry_after))
         return delay
 
-    def _call(self, op: str, fn: Callable[[], Any], missing_ok: bool = False) -> Any:
+    def _call(self, op: str, host: str, fn: Callable[[], Any], missing_ok: bool = False) -> Any:
         """``fn()`` (one client call), retried on 429/5xx/408/timeouts/dropped connections.
 
         ``missing_ok``: a 404 that says the namespace is not there means nothing to do
@@ -292,16 +331,16 @@ class PineconeVectorIndexResource(VectorIndexResource):
                 elif status == 404 and missing_ok and "namespace" in str(exc).lower():
                     return None
                 else:
-                    raise self._permanent(op, exc) from exc
+                    raise self._permanent(op, host, exc) from exc
             except PineconeTimeoutError as exc:
                 reason, last = "timeout", exc
             except PineconeConnectionError as exc:
                 if isinstance(exc.__cause__, httpx.ConnectError):
-                    raise PineconeIndexError(f"pinecone {op}: cannot connect to the index host {self.host}: {exc}; "
+                    raise PineconeIndexError(f"pinecone {op}: cannot connect to the index host {host}: {exc}; "
                                              f"check PINECONE_INDEX_HOST", op=op, tries=attempt + 1) from exc
                 reason, last = "connection", exc  # dropped mid-request: transient
             except ResponseParsingError as exc:
-                raise PineconeIndexError(f"pinecone {op}: {self.host} did not answer as a Pinecone index "
+                raise PineconeIndexError(f"pinecone {op}: {host} did not answer as a Pinecone index "
                                          f"({exc}); check PINECONE_INDEX_HOST", op=op, tries=attempt + 1) from exc
             reasons.append(reason)
             if attempt + 1 == tries:
@@ -311,7 +350,7 @@ class PineconeVectorIndexResource(VectorIndexResource):
             self._stats["retried"][reason] = self._stats["retried"].get(reason, 0) + 1
             log.warning(f"pinecone {op}: {reason} on try {attempt + 1}/{tries}; retrying in {delay:.2f} s")
             time.sleep(delay)
-        where = (f"host {self.host}, timeout_s={self.timeout_s:g} (MEDIAINTEL_PINECONE_TIMEOUT_S), "
+        where = (f"host {host}, timeout_s={self.timeout_s:g} (MEDIAINTEL_PINECONE_TIMEOUT_S), "
                  f"retries={self.retries} (MEDIAINTEL_PINECONE_RETRIES)")
         if all(r == "timeout" for r in reasons):
             raise PineconeIndexTimeout(f"pinecone {op}: no answer within {self.timeout_s:g} s on any of {tries} "
@@ -319,12 +358,12 @@ class PineconeVectorIndexResource(VectorIndexResource):
         raise PineconeIndexError(f"pinecone {op}: failed on all {tries} tries ({', '.join(reasons)}; last: {last}; "
                                  f"{where})", op=op, status=getattr(last, "status_code", None), tries=tries) from last
 
-    def _permanent(self, op: str, exc: Any) -> PineconeIndexError:
+    def _permanent(self, op: str, host: str, exc: Any) -> PineconeIndexError:
         status = exc.status_code
         if status in (401, 403):
             hint = "check PINECONE_API_KEY (and that the key's project owns this index)"
         elif status == 404:
-            hint = f"no such index at {self.host}: check PINECONE_INDEX_HOST (the index's data-plane host)"
+            hint = f"no such index at {host}: check PINECONE_INDEX_HOST (the index's data-plane host)"
         else:
             hint = "not retried (the request itself is wrong)"
         return PineconeIndexError(f"pinecone {op} rejected ({exc}); {hint}", op=op, status=status, tries=1)
@@ -340,10 +379,14 @@ class PineconeVectorIndexResource(VectorIndexResource):
         cols = ["entry_id", *FILTER_FIELDS.names, "vector"]
         vectors = [{"id": r["entry_id"], "values": r["vector"], "metadata": entry_metadata(r)}
                    for r in entries.select(cols).to_pylist()]
-        index = self._client()
+        dims = {len(v["values"] or ()) for v in vectors}
+        if len(dims) != 1:
+            raise ValueError(f"upsert into {model_id!r}: vectors of several dimensions {sorted(dims)}")
+        host, index = self._host_for(dims.pop(), model_id)
         total = 0
         for batch in _upsert_batches(vectors, self.batch_size):
-            resp = self._call("upsert", lambda b=batch: index.upsert(vectors=b, namespace=ns, timeout=self.timeout_s))
+            resp = self._call("upsert", host, lambda b=batch: index.upsert(vectors=b, namespace=ns,
+                                                                           timeout=self.timeout_s))
             total += resp.upserted_count
         return total
 
@@ -352,10 +395,10 @@ class PineconeVectorIndexResource(VectorIndexResource):
         ids = list(ids)
         if not ids:
             return 0
-        index = self._client()
-        for batch in _batches(ids, min(self.batch_size, MAX_BATCH)):
-            self._call("delete", lambda b=batch: index.delete(ids=b, namespace=ns, timeout=self.timeout_s),
-                       missing_ok=True)
+        for host, index in self._all():  # ids name their model: another index has no such namespace
+            for batch in _batches(ids, min(self.batch_size, MAX_BATCH)):
+                self._call("delete", host, lambda b=batch, i=index: i.delete(ids=b, namespace=ns,
+                                                                             timeout=self.timeout_s), missing_ok=True)
         return len(ids)
 
     def query(self, model_id: str, vector: np.ndarray, k: int, flt: Optional[IndexFilter] = None) -> list[Match]:
@@ -368,12 +411,12 @@ class PineconeVectorIndexResource(VectorIndexResource):
         if q.ndim != 1:
             raise ValueError(f"query vector must be 1-D, got shape {q.shape}")
         where = pinecone_filter(flt)
-        index = self._client()
+        host, index = self._host_for(int(q.shape[0]), model_id)
         # Ids only: an entry id carries media_id, item_kind and item_index, and without
         # metadata Pinecone allows top_k up to 10000 (1000 with it).
-        resp = self._call("query", lambda: index.query(vector=q.tolist(), top_k=int(k), namespace=ns, filter=where,
-                                                       include_values=False, include_metadata=False,
-                                                       timeout=self.timeout_s))
+        resp = self._call("query", host, lambda: index.query(vector=q.tolist(), top_k=int(k), namespace=ns,
+                                                             filter=where, include_values=False,
+                                                             include_metadata=False, timeout=self.timeout_s))
         out = []
         for m in resp.matches:
             try:
@@ -388,25 +431,31 @@ class PineconeVectorIndexResource(VectorIndexResource):
     def fetch(self, model_id: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
         ns = _namespace(model_id)
         ids = list(dict.fromkeys(ids))
-        index = self._client() if ids else None
         out: dict[str, np.ndarray] = {}
-        for batch in _batches(ids, FETCH_BATCH):
-            resp = self._call("fetch", lambda b=batch: index.fetch(ids=b, namespace=ns, timeout=self.timeout_s),
-                              missing_ok=True)
-            for vid, vec in (resp.vectors.items() if resp is not None else ()):
-                out[vid] = np.asarray(vec.values, dtype=np.float32)
+        for host, index in (self._all() if ids else ()):
+            for batch in _batches(ids, FETCH_BATCH):
+                resp = self._call("fetch", host, lambda b=batch, i=index: i.fetch(ids=b, namespace=ns,
+                                                                                  timeout=self.timeout_s),
+                                  missing_ok=True)
+                for vid, vec in (resp.vectors.items() if resp is not None else ()):
+                    out[vid] = np.asarray(vec.values, dtype=np.float32)
         return out
 
     def counts(self) -> dict[str, int]:
-        index = self._client()
-        resp = self._call("describe_index_stats", lambda: index.describe_index_stats(timeout=self.timeout_s))
-        return {ns: int(s.vector_count) for ns, s in resp.namespaces.items() if s.vector_count}
+        out: dict[str, int] = {}
+        for host, index in self._all():
+            resp = self._call("describe_index_stats", host, lambda i=index: i.describe_index_stats(
+                timeout=self.timeout_s))
+            for ns, summary in resp.namespaces.items():
+                if summary.vector_count:
+                    out[ns] = out.get(ns, 0) + int(summary.vector_count)
+        return out
 
     def drop(self, model_id: str) -> None:
         ns = _namespace(model_id)
-        index = self._client()
-        self._call("drop", lambda: index.delete(delete_all=True, namespace=ns, timeout=self.timeout_s),
-                   missing_ok=True)
+        for host, index in self._all():
+            self._call("drop", host, lambda i=index: i.delete(delete_all=True, namespace=ns, timeout=self.timeout_s),
+                       missing_ok=True)
 
 
 __all__ = ["PineconeIndexError", "PineconeIndexTimeout", "PineconeVectorIndexResource", "entry_metadata",
