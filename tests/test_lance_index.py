@@ -254,6 +254,14 @@ def test_ann_index_recall_and_rows_after_the_build(tmp_path):
         truth = [rows[i]["entry_id"] for i in np.array(expected)[np.argsort(-(everything[expected] @ q))[:10]]]
         assert len(got) == 10 and len(set(got) & set(truth)) >= 8
 
+    # Grown past twice its partitions' worth of rows, the table gets a fresh index.
+    more = clustered(np.random.default_rng(55), 2000, dim)
+    vindex.upsert(CLIP, vec_entries(CLIP, more, start=5000))
+    assert vindex.optimize()[CLIP].startswith("rebuilt IVF_SQ over 4100 rows (41 partitions)")
+    table = vindex._table(CLIP)
+    assert [i.name for i in table.list_indices() if "vector" in i.columns] == ["vector_ivfsq_p41"]
+    assert vindex.query(CLIP, more[3], 1)[0].entry_id == vec_entries(CLIP, more[3:4], start=5003)["entry_id"][0].as_py()
+
 
 def test_keyword_search_bm25_later_rows_replacements_and_hostile_text(tmp_path):
     tindex = LanceTextIndexResource(root=str(tmp_path / "index"), reindex_rows=10**9)

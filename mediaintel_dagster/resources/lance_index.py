@@ -233,6 +233,20 @@ def _unindexed_rows(table, index) -> int:
     return 0 if stats is None else int(stats.num_unindexed_rows)
 
 
+_ANN_INDEX_PREFIX = "vector_ivfsq_p"
+
+
+def _index_partitions(index) -> int:
+    """The partition count an ANN index was built with (0 when unknown or none)."""
+    name = getattr(index, "name", "") or ""
+    return int(name[len(_ANN_INDEX_PREFIX):]) if name.startswith(_ANN_INDEX_PREFIX) and name[len(_ANN_INDEX_PREFIX):].isdigit() else 0
+
+
+def _compact(table, keep_s: float, retries: int) -> None:
+    """Merge small fragments, fold new rows into the indexes, drop versions older than keep_s."""
+    _retry(lambda: table.optimize(cleanup_older_than=dt.timedelta(seconds=keep_s)), f"optimize {table.name}", retries)
+
+
 def vector_table_name(model_id: str) -> str:
     """A LanceDB table name for ``model_id``: a readable safe form plus a hash of the exact id."""
     safe = re.sub(r"[^A-Za-z0-9_-]+", "_", model_id).strip("_")[:60] or "model"
@@ -265,6 +279,7 @@ class LanceVectorIndexResource(VectorIndexResource):
     nprobes: int = Field(default=16, description="IVF partitions searched per query (more only when a filter leaves < k).")
     refine_factor: int = Field(default=2, description="Re-rank refine_factor × k index candidates on the stored vectors.")
     read_consistency_s: float = Field(default=0.0, description="How stale a read may be, seconds (0: always latest).")
+    keep_versions_s: float = Field(default=3600.0, description="optimize() deletes table versions older than this.")
     max_commit_retries: int = Field(default=12, description="Retries after a lost commit race.")
     batch_rows: int = Field(default=50_000, description="Rows per merge_insert.")
 
@@ -399,20 +414,26 @@ class LanceVectorIndexResource(VectorIndexResource):
 
     # ---- maintenance ---------------------------------------------------------------------
     def optimize(self) -> dict:
-        """Per model: build the ANN index once a table has ``ann_min_rows`` rows, else fold new
-        rows into the existing indexes (incremental) and compact; what it did per model id."""
+        """Per model: build the ANN index once a table holds ``ann_min_rows`` vectors; later,
+        fold new rows into it (incremental), or rebuild it once the table has outgrown its
+        partitions twice over; compact every table and drop versions older than
+        ``keep_versions_s``. Call it after a batch of upserts. What it did, per model id."""
         done: dict[str, str] = {}
         for model, table in self._tables().items():
             rows = table.count_rows()
-            vector_index = _has_index(table, "vector")
-            if vector_index is None and rows >= self.ann_min_rows:
+            index = _has_index(table, "vector")
+            want = self.ann_params(rows)["num_partitions"]
+            built = _index_partitions(index)
+            if (index is None and rows >= self.ann_min_rows) or (index is not None and want >= 2 * built):
                 self._build_ann(table, rows)
-                done[model] = f"built IVF_SQ over {rows} rows"
-            elif vector_index is not None and _unindexed_rows(table, vector_index):
-                _retry(lambda: table.optimize(), f"optimize {table.name}", self.max_commit_retries)
-                done[model] = f"refreshed ANN index ({rows} rows)"
+                done[model] = f"{'re' if index is not None else ''}built IVF_SQ over {rows} rows ({want} partitions)"
+                continue
+            unindexed = index is not None and _unindexed_rows(table, index)
+            _compact(table, self.keep_versions_s, self.max_commit_retries)
+            if index is None:
+                done[model] = "exact search"
             else:
-                done[model] = "exact search" if vector_index is None else "up to date"
+                done[model] = "refreshed ANN index" if unindexed else "up to date"
         return done
 
     def ann_params(self, rows: int) -> dict:
@@ -426,9 +447,16 @@ class LanceVectorIndexResource(VectorIndexResource):
         if _has_index(table, "entry_id") is None:
             _retry(lambda: table.create_index("entry_id", replace=True, config=BTree()),
                    f"index entry_id of {table.name}", self.max_commit_retries)
-        config = IvfSq(distance_type="cosine", **self.ann_params(rows))
-        _retry(lambda: table.create_index("vector", replace=True, config=config),  # unified API: column first
+        params = self.ann_params(rows)
+        old = _has_index(table, "vector")
+        # The partition count goes into the index name: optimize() reads it back to see when
+        # the table has outgrown the index (incremental updates never add partitions).
+        name = f"{_ANN_INDEX_PREFIX}{params['num_partitions']}"
+        _retry(lambda: table.create_index("vector", replace=True, name=name,  # unified API: column first
+                                          config=IvfSq(distance_type="cosine", **params)),
                f"ANN index of {table.name}", self.max_commit_retries)
+        if old is not None and old.name != name:
+            _retry(lambda: table.drop_index(old.name), f"drop old ANN index of {table.name}", self.max_commit_retries)
 
 
 # ---- keywords ----------------------------------------------------------------------------------
@@ -446,6 +474,7 @@ class LanceTextIndexResource(TextIndexResource):
     table_name: str = Field(default=KEYWORD_TABLE, description="The keyword table.")
     reindex_rows: int = Field(default=10_000, description="Fold new rows into the FTS index once this many are unindexed.")
     read_consistency_s: float = Field(default=0.0, description="How stale a read may be, seconds (0: always latest).")
+    keep_versions_s: float = Field(default=3600.0, description="optimize() deletes table versions older than this.")
     max_commit_retries: int = Field(default=12, description="Retries after a lost commit race.")
 
     def _db(self):
@@ -485,10 +514,9 @@ class LanceTextIndexResource(TextIndexResource):
         if index is None:
             self._build(table)
             return {"keyword": "built FTS index"}
-        if _unindexed_rows(table, index):
-            _retry(lambda: table.optimize(), f"optimize {table.name}", self.max_commit_retries)
-            return {"keyword": "refreshed FTS index"}
-        return {"keyword": "up to date"}
+        unindexed = _unindexed_rows(table, index)
+        _compact(table, self.keep_versions_s, self.max_commit_retries)
+        return {"keyword": "refreshed FTS index" if unindexed else "up to date"}
 
     def delete(self, ids: Sequence[str]) -> int:
         ids = list(ids)
