@@ -348,23 +348,101 @@ DEMO_SEARCHES = ("weather forecast", "a new shop is opening", "sports")
 
 
 # ---- search ----------------------------------------------------------------------------
-def search(query: str, k: int = 10, fmt: str = "table", kinds: list[str] | None = None, out=sys.stdout) -> int:
-    """Print the best scenes and transcript segments for ``query`` (see mediaintel_dagster.search)."""
-    from .search import search as run_search
+def _day_start_s(day: str, flag: str) -> float:
+    from datetime import datetime, timezone
 
     try:
-        hits = run_search(query, k=k, kinds=kinds)
+        return datetime.strptime(day, "%Y-%m-%d").replace(tzinfo=timezone.utc).timestamp()
+    except ValueError:
+        raise ValueError(f"{flag} expects a date YYYY-MM-DD, got {day!r}") from None
+
+
+def search_filter(media_kinds=None, languages=None, min_duration=None, max_duration=None, since=None, until=None,
+                  source=None):
+    """The IndexFilter of the search flags (arrival dates are UTC days, both ends inclusive)."""
+    from .resources.vector_index import IndexFilter
+
+    return IndexFilter(media_kinds=media_kinds or None, languages=languages or None, min_duration_s=min_duration,
+                       max_duration_s=max_duration,
+                       arrived_from_s=_day_start_s(since, "--since") if since else None,
+                       arrived_to_s=_day_start_s(until, "--until") + 86400.0 if until else None,
+                       source_prefix=source or None)
+
+
+def search(query: str, k: int = 10, fmt: str = "table", kinds: list[str] | None = None, out=sys.stdout,
+           page: int = 1, mode: str = "hybrid", **filters) -> int:
+    """Print the best scenes, transcript segments and keyframe texts for ``query``
+    (see mediaintel_dagster.search: vector, keyword and picture retrievers fused by rank)."""
+    from .search import RETRIEVERS, search_page
+
+    retrievers = RETRIEVERS if mode == "hybrid" else (mode,)
+    try:
+        result = search_page(query, k=k, page=page, kinds=kinds, retrievers=retrievers, flt=search_filter(**filters))
     except ValueError as exc:
         print(f"mediaintel search: {exc}", file=sys.stderr)
         return 2
+    hits = result.hits
     if fmt == "json":
         print(json.dumps([h.as_dict() for h in hits], default=_jsonable), file=out)
         return 0
     rows = [(h.score, h.item_kind, os.path.basename(h.source_uri or ""),
              None if h.start_s is None else round(h.start_s, 2), None if h.end_s is None else round(h.end_s, 2),
-             h.text) for h in hits]
-    _print_table(["score", "kind", "file", "start_s", "end_s", "text"], rows, out=out)
+             "+".join(h.matched) + (f" [{' '.join(h.matched_words)}]" if h.matched_words else ""), h.text)
+            for h in hits]
+    _print_table(["score", "kind", "file", "start_s", "end_s", "matched", "text"], rows, out=out)
+    unused = {r: why for r, why in result.retrievers.items() if why != "used"}
+    tail = f"page {result.page}, {result.candidates} candidate(s)"
+    if unused:
+        tail += "; not used: " + "; ".join(f"{r} ({why})" for r, why in unused.items())
+    print(tail, file=out)
     return 0
+
+
+def similar(target: str, k: int = 10, fmt: str = "table", out=sys.stdout) -> int:
+    """Print the media (and their scenes) nearest a media in the lakehouse or a new file."""
+    from .search import similar_media
+
+    try:
+        result = similar_media(target, k=k)
+    except ValueError as exc:
+        print(f"mediaintel similar: {exc}", file=sys.stderr)
+        return 2
+    if fmt == "json":
+        print(json.dumps({"query": result["query"], "media": [s.as_dict() for s in result["media"]]},
+                         default=_jsonable), file=out)
+        return 0
+    print(f"similar to {result['query']['label']} ({result['query']['scenes']} keyframe(s), "
+          f"model {result['query']['model_id']})", file=out)
+    rows = [(s.score, s.matched_scenes, s.media_id, os.path.basename(s.source_uri or ""),
+             ", ".join(f"{m['query_scene']}->{m['scene_index']} {m['score']:.2f}" for m in s.scenes[:3]))
+            for s in result["media"]]
+    _print_table(["score", "scenes", "media_id", "file", "best scene matches"], rows, out=out)
+    return 0
+
+
+def index_command(action: str, model_id: str | None = None, out=sys.stdout) -> int:
+    """`mediaintel index stats|rebuild|drop MODEL_ID`: the serving index."""
+    from .assets.index import drop_model, rebuild_index
+    from .definitions import index_resources
+    from .resources import LakehouseResource
+
+    res = index_resources()
+    vindex, tindex = res["vector_index"], res["text_index"]
+    lake = LakehouseResource()
+    if action == "stats":
+        print(json.dumps({"backend": vindex.backend, "vectors": vindex.counts(), "keyword_entries": tindex.count()}),
+              file=out)
+        return 0
+    if action == "rebuild":
+        print(json.dumps(rebuild_index(lake, vindex, tindex), default=str), file=out)
+        return 0
+    if action == "drop":
+        if not model_id:
+            print("mediaintel index drop: name the MODEL_ID to drop (see `mediaintel index stats`)", file=sys.stderr)
+            return 2
+        print(json.dumps(drop_model(lake, vindex, model_id)), file=out)
+        return 0
+    return 2
 
 
 def demo(folder: str | None = None) -> int:
@@ -442,13 +520,34 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--as-of", action="append", metavar="TABLE=VERSION",
                    help="read TABLE as of an earlier Delta version (repeatable)")
 
-    p = sub.add_parser("search", help="scenes and transcript segments that match a text, best first")
+    p = sub.add_parser("search", help="scenes, transcript segments and on-screen text that match a text, best first")
     p.add_argument("query")
-    p.add_argument("--k", type=int, default=10, help="how many hits (default 10)")
+    p.add_argument("--k", type=int, default=10, help="results per page (default 10)")
+    p.add_argument("--page", type=int, default=1, help="which page of k results (default 1)")
+    p.add_argument("--mode", choices=["hybrid", "vector", "keyword", "picture"], default="hybrid",
+                   help="hybrid (default: every retriever, fused by reciprocal rank) or one retriever alone")
     p.add_argument("--kind", action="append", choices=["segment", "ocr", "scene"], dest="kinds",
                    help="only these item kinds (repeatable; default all)")
+    p.add_argument("--media-kind", action="append", choices=["video", "audio", "image"], dest="media_kinds",
+                   help="only media of this kind (repeatable)")
+    p.add_argument("--language", action="append", dest="languages", help="only this spoken language (repeatable)")
+    p.add_argument("--min-duration", type=float, help="only media at least this many seconds long")
+    p.add_argument("--max-duration", type=float, help="only media at most this many seconds long")
+    p.add_argument("--since", help="only media that arrived on or after this UTC date (YYYY-MM-DD)")
+    p.add_argument("--until", help="only media that arrived on or before this UTC date (YYYY-MM-DD)")
+    p.add_argument("--source", help="only media whose source_uri starts with this prefix (a folder)")
     p.add_argument("--json", dest="fmt", action="store_const", const="json", default="table",
-                   help="a JSON list of objects: media_id, source_uri, item_kind, start_s, end_s, score, text")
+                   help="a JSON list of objects: media_id, source_uri, item_kind, start_s, end_s, score, text, "
+                        "matched, matched_words, why")
+
+    p = sub.add_parser("similar", help="media similar to a media in the lakehouse (MEDIA_ID) or to a new FILE")
+    p.add_argument("target", metavar="MEDIA_ID|FILE")
+    p.add_argument("--k", type=int, default=10, help="how many media (default 10)")
+    p.add_argument("--json", dest="fmt", action="store_const", const="json", default="table")
+
+    p = sub.add_parser("index", help="the serving index: stats, rebuild from the lakehouse, drop a model's vectors")
+    p.add_argument("action", choices=["stats", "rebuild", "drop"])
+    p.add_argument("model_id", nargs="?", help="for drop: the model_id whose vectors to remove")
 
     p = sub.add_parser("redrive", help="retry dead letters: quarantined inputs whose cause was fixed")
     p.add_argument("--stage", help="only this stage's rows (media, scenes, ocr_text, transcript_segments, ...)")
@@ -471,7 +570,13 @@ def main(argv: list[str] | None = None) -> int:
     if args.command == "sql":
         return sql(args.query, fmt=args.fmt, as_of=_parse_as_of(args.as_of))
     if args.command == "search":
-        return search(args.query, k=args.k, fmt=args.fmt, kinds=args.kinds)
+        return search(args.query, k=args.k, fmt=args.fmt, kinds=args.kinds, page=args.page, mode=args.mode,
+                      media_kinds=args.media_kinds, languages=args.languages, min_duration=args.min_duration,
+                      max_duration=args.max_duration, since=args.since, until=args.until, source=args.source)
+    if args.command == "similar":
+        return similar(args.target, k=args.k, fmt=args.fmt)
+    if args.command == "index":
+        return index_command(args.action, args.model_id)
     if args.command == "redrive":
         summary = redrive(args.stage, args.error_type, dry_run=args.dry_run, quiet=args.quiet)
         print(json.dumps(summary, default=str))

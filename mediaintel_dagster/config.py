@@ -30,7 +30,7 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "MEDIAINTEL_INDEX": (None, "LanceDB folder of the serving index and its keyword (BM25) index (default `$MEDIAINTEL_HOME/index`)"),
     "MEDIAINTEL_INDEX_ANN_MIN_ROWS": ("50000", "a LanceDB table this large gets an ANN index; smaller ones are searched exactly"),
     "PINECONE_API_KEY": (None, "Pinecone API key (production index; the live Pinecone test runs only when it is set)"),
-    "PINECONE_INDEX_HOST": (None, "data-plane host of the Pinecone index (`https://<index>-<project>.svc.<region>.pinecone.io`)"),
+    "PINECONE_INDEX_HOST": (None, "data-plane host of the Pinecone index (`https://<index>-<project>.svc.<region>.pinecone.io`), or several separated by commas: one index per vector dimension"),
     "MEDIAINTEL_PINECONE_TIMEOUT_S": ("10", "timeout of every Pinecone call"),
     "MEDIAINTEL_PINECONE_RETRIES": ("5", "retries (exponential backoff) of a Pinecone call answered 429 or 5xx, or timed out"),
     "MEDIAINTEL_PARTITION_START": ("2024-01-01", "first arrival date"),

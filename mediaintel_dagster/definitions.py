@@ -28,6 +28,26 @@ def _models() -> dict:
             "text_embedder": TextEmbedderResource()}
 
 
+def index_resources(deployment: str | None = None) -> dict:
+    """The serving index: the vector backend MEDIAINTEL_INDEX_BACKEND names (`lancedb`, the
+    embedded default, or `pinecone`) and the keyword index (LanceDB full-text search in
+    both: Pinecone has none). Production takes the Pinecone key and host through EnvVar."""
+    from .resources.lance_index import LanceTextIndexResource, LanceVectorIndexResource
+
+    backend = (config.get("MEDIAINTEL_INDEX_BACKEND") or "lancedb").strip().lower()
+    if backend == "lancedb":
+        vector = LanceVectorIndexResource()
+    elif backend == "pinecone":
+        from .resources.pinecone_index import PineconeVectorIndexResource
+
+        production = (deployment or config.deployment()) == "production"
+        vector = (PineconeVectorIndexResource(api_key=EnvVar("PINECONE_API_KEY"), host=EnvVar("PINECONE_INDEX_HOST"))
+                  if production else PineconeVectorIndexResource())
+    else:
+        raise ValueError(f"MEDIAINTEL_INDEX_BACKEND={backend!r}: expected lancedb or pinecone")
+    return {"vector_index": vector, "text_index": LanceTextIndexResource()}
+
+
 # One resource set per deployment (the way hooli-data-eng-pipelines keeps one dict per
 # environment). `local` reads the embedded default's folders from config; `production`
 # takes its deploy values from the environment of the code server and of every run pod
@@ -35,11 +55,11 @@ def _models() -> dict:
 # here: delta-rs and boto read AWS_* from that same environment.
 RESOURCES = {
     "local": lambda: {"lake": LakehouseResource(), "inbox": LocalInboxResource(), "objects": ObjectStoreResource(),
-                      **_models()},
+                      **_models(), **index_resources("local")},
     "production": lambda: {"lake": LakehouseResource(root=EnvVar("MEDIAINTEL_LAKE")),
                            "inbox": LocalInboxResource(roots=[EnvVar("MEDIAINTEL_INBOX")]),
                            "objects": ObjectStoreResource(root=EnvVar("MEDIAINTEL_OBJECTS")),
-                           **_models()},
+                           **_models(), **index_resources("production")},
 }
 
 

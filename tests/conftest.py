@@ -120,8 +120,16 @@ def pipeline_resources(h: Path, models_dir: Path, **override) -> dict:
         "text_embedder": TextEmbedderResource(device="cpu"),
         "ocr": OcrResource(),
         "clip": ClipResource(device="cpu"),  # no CLIP weights here: the declared fallback
+        **index_resources_at(h / "index"),
         **override,
     }
+
+
+def index_resources_at(root: Path) -> dict:
+    """The embedded serving index (LanceDB vectors and keyword index) under ``root``."""
+    from mediaintel_dagster.resources.lance_index import LanceTextIndexResource, LanceVectorIndexResource
+
+    return {"vector_index": LanceVectorIndexResource(root=str(root)), "text_index": LanceTextIndexResource(root=str(root))}
 
 
 def rows_by_file(lake):

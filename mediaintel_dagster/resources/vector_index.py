@@ -66,8 +66,9 @@ def parse_entry_id(value: str) -> tuple[str, str, int, str]:
 class IndexFilter:
     """Conditions every returned entry meets (all optional; None means no condition).
 
-    ``source_prefix``: the entry's source_uri starts with it. Pinecone has no prefix
-    operator, so there it must end at a folder boundary ('/'); LanceDB takes any prefix.
+    ``source_prefix``: the entry's source_uri starts with it. LanceDB takes any prefix.
+    Pinecone has no prefix operator and reads it as a path: ending with '/' a folder;
+    without, a whole last component (that file or that folder).
     """
 
     media_kinds: Optional[Sequence[str]] = None

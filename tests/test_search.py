@@ -1,0 +1,280 @@
+"""Search that serves, end to end: ten media with known topics go through the real pipeline
+(Whisper, RapidOCR, MiniLM, the image-feature fallback) and the `index_entries` stage into a
+real LanceDB index; then hybrid search, its filters and pages, why each result matched,
+similar media, and the index's upkeep (stale entries, rebuild from the lakehouse alone, a
+second model version beside the first, dropping it, removing a media, a failing index).
+
+Retrieval quality is measured here with the same corpus and code as
+`python -m mediaintel_dagster.bench.retrieval`: hybrid must be at least as good as each
+retriever alone on recall@1, recall@5 and MRR.
+"""
+
+import json
+import os
+import time
+
+import numpy as np
+import pyarrow.dataset as pads
+import pytest
+
+from mediaintel_dagster.assets.index import KEYWORD_BACKEND, drop_model, index_media, rebuild_index, unindex_media
+from mediaintel_dagster.bench import retrieval
+from mediaintel_dagster.definitions import build_defs
+from mediaintel_dagster.instance import get_instance
+from mediaintel_dagster.resources.vector_index import ENTRY_SCHEMA, KEYWORD_MODEL_ID, IndexFilter, entry_id
+from mediaintel_dagster.search import RETRIEVERS, fuse, search_page, similar_media
+from conftest import pipeline_resources, run_cli, set_home, window_of
+
+
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, models_dir):
+    h = tmp_path_factory.mktemp("search") / "mi"
+    with pytest.MonkeyPatch.context() as mp:
+        mp.setenv("MEDIAINTEL_SHARDS", "1")
+        inbox = set_home(mp, h, models_dir) / "inbox"
+        paths = retrieval.make_corpus(inbox / "topics")
+        windows = {window_of(p) for p in paths.values()}
+        assert len(windows) == 1
+        res = pipeline_resources(h, models_dir)
+        job = build_defs(res).resolve_job_def("ingest_job")
+        result = job.execute_in_process(partition_key=windows.pop(), instance=get_instance(), raise_on_error=False)
+        lake = res["lake"]
+        by_uri = {r["source_uri"]: r["media_id"] for r in lake.read("media_sources").to_pylist()}
+        media_of = {name: by_uri[str(p.absolute())] for name, p in paths.items()}
+        yield {"result": result, "res": res, "lake": lake, "media_of": media_of, "paths": paths, "home": h}
+
+
+def _search(corpus, text, **kw):
+    r = corpus["res"]
+    return search_page(text, lake=r["lake"], text_embedder=r["text_embedder"], clip=r["clip"],
+                       vector_index=r["vector_index"], text_index=r["text_index"], **kw)
+
+
+def test_index_entries_mirror_the_embeddings(corpus):
+    assert corpus["result"].success
+    lake, vindex, tindex = corpus["lake"], corpus["res"]["vector_index"], corpus["res"]["text_index"]
+    emb = lake.read("embeddings", columns=["media_id", "item_kind", "item_index", "model_id"]).to_pylist()
+    entries = lake.read("index_entries").to_pylist()
+    vec_ids = {e["entry_id"] for e in entries if e["backend"] == "lancedb"}
+    assert vec_ids == {entry_id(r["media_id"], r["item_kind"], r["item_index"], r["model_id"]) for r in emb}
+    # one table per model, each holding exactly its model's vectors
+    by_model = {}
+    for r in emb:
+        by_model[r["model_id"]] = by_model.get(r["model_id"], 0) + 1
+    assert vindex.counts() == by_model and len(by_model) == 2  # MiniLM and the image features
+    # every text item in the keyword index, and every entry carries its filter fields
+    kw = [e for e in entries if e["backend"] == KEYWORD_BACKEND]
+    assert tindex.count() == len(kw) > 0 and {e["model_id"] for e in kw} == {KEYWORD_MODEL_ID}
+    text_model = corpus["res"]["text_embedder"].model_id
+    assert {e["dim"] for e in entries if e["model_id"] == text_model} == {384}
+    # the stage is done: a rerun of the window upserts nothing
+    audit = lake.read("audit_log", filter=pads.field("asset") == "index_entries").to_pylist()
+    assert len(audit) == len(corpus["media_of"]) and {a["status"] for a in audit} == {"written"}
+
+
+def test_hybrid_is_at_least_as_good_as_each_retriever(corpus):
+    r = corpus["res"]
+    fn = retrieval.lake_search_fn(lake=r["lake"], text_embedder=r["text_embedder"], clip=r["clip"],
+                                  vector_index=r["vector_index"], text_index=r["text_index"])
+    results = retrieval.evaluate(corpus["media_of"], fn)
+    print("\n" + retrieval.table(results))
+    hybrid = results["hybrid"]["all"]
+    for mode in ("vector", "keyword"):
+        for metric in ("recall@1", "recall@5", "mrr"):
+            assert hybrid[metric] >= results[mode]["all"][metric], (mode, metric, results)
+    assert hybrid["recall@5"] >= 0.9 and hybrid["mrr"] >= 0.7, results
+    # and each retriever has its strength: keywords find their own words, vectors paraphrases
+    assert results["keyword"]["keywords"]["mrr"] >= 0.8
+    assert results["vector"]["paraphrase"]["mrr"] > results["keyword"]["paraphrase"]["mrr"]
+
+
+def test_results_say_why_they_matched(corpus):
+    page = _search(corpus, "volcano ash", k=5)
+    top = page.hits[0]
+    assert top.media_id == corpus["media_of"]["volcano"]
+    assert "keyword" in top.matched and {"volcano", "ash"} & set(top.matched_words)
+    assert {w["retriever"] for w in top.why} <= set(RETRIEVERS) and all(w["rank"] >= 1 for w in top.why)
+    kinds_reasons = {(h.item_kind, m) for h in page.hits for m in h.matched}
+    assert kinds_reasons <= {("segment", "speech"), ("ocr", "on-screen text"), ("segment", "keyword"),
+                             ("ocr", "keyword"), ("scene", "picture")}
+    # without CLIP weights the picture retriever says why it is not used
+    assert "no CLIP weights" in page.retrievers["picture"]
+    assert [h.score for h in page.hits] == sorted((h.score for h in page.hits), reverse=True)
+
+
+def test_filters_reach_every_retriever(corpus):
+    lake = corpus["lake"]
+    media = {r["media_id"]: r for r in lake.read("media").to_pylist()}
+    audio_only = _search(corpus, "news about money and traffic", k=20, flt=IndexFilter(media_kinds=["audio"]))
+    assert audio_only.hits and {media[h.media_id]["kind"] for h in audio_only.hits} == {"audio"}
+    long_only = _search(corpus, "weather", k=50, flt=IndexFilter(min_duration_s=6.5))
+    assert all(media[h.media_id]["duration_s"] >= 6.5 for h in long_only.hits)
+    prefix = str(corpus["paths"]["volcano"].parent) + "/volc"
+    only = _search(corpus, "smoke", k=10, flt=IndexFilter(source_prefix=prefix))
+    assert {h.media_id for h in only.hits} == {corpus["media_of"]["volcano"]}
+    assert not _search(corpus, "volcano", k=10, flt=IndexFilter(languages=["de"])).hits
+    today = time.time()
+    assert _search(corpus, "volcano", k=5, flt=IndexFilter(arrived_from_s=today - 86400)).hits
+    assert not _search(corpus, "volcano", k=5, flt=IndexFilter(arrived_to_s=today - 86400)).hits
+
+
+def test_pages_do_not_repeat_and_follow_the_ranking(corpus):
+    one = _search(corpus, "the city", k=4, page=1)
+    two = _search(corpus, "the city", k=4, page=2)
+    whole = _search(corpus, "the city", k=8, page=1)
+    keys = lambda hits: [(h.media_id, h.item_kind, h.item_index) for h in hits]  # noqa: E731
+    assert len(one.hits) == 4 and keys(one.hits) + keys(two.hits) == keys(whole.hits)
+    assert not set(keys(one.hits)) & set(keys(two.hits))
+
+
+def test_fusion_is_reciprocal_rank():
+    from mediaintel_dagster.resources.vector_index import Match
+
+    a = [Match("x", "m1", "segment", 0, 0.9, "v"), Match("y", "m2", "segment", 0, 0.8, "v")]
+    b = [Match("y2", "m2", "segment", 0, 12.0, "kw"), Match("z", "m3", "ocr", 1, 3.0, "kw")]
+    fused = fuse({"vector": a, "keyword": b})
+    assert [f["key"] for f in fused] == [("m2", "segment", 0), ("m1", "segment", 0), ("m3", "ocr", 1)]
+    assert fused[0]["score"] == pytest.approx(1 / 62 + 1 / 61)
+
+
+def test_similar_media_for_a_lakehouse_media_and_a_new_file(corpus, tmp_path):
+    r = corpus["res"]
+    target = corpus["media_of"]["concert"]
+    out = similar_media(target, k=3, lake=r["lake"], clip=r["clip"], vector_index=r["vector_index"])
+    assert out["query"]["media_id"] == target and target not in {s.media_id for s in out["media"]}
+    assert out["media"] and out["media"][0].matched_scenes >= 1
+    # A re-encoded, half-size copy that was never ingested finds its original first.
+    import av
+    src = str(corpus["paths"]["baking"])
+    copy = tmp_path / "baking_small.mp4"
+    with av.open(src) as inp, av.open(str(copy), "w") as outc:
+        vs = outc.add_stream("libx264", rate=25)
+        vs.width, vs.height, vs.pix_fmt = 240, 136, "yuv420p"
+        vs.options = {"crf": "32"}
+        for frame in inp.decode(video=0):
+            outc.mux(vs.encode(frame.reformat(width=240, height=136)))
+        outc.mux(vs.encode(None))
+    found = similar_media(str(copy), k=3, lake=r["lake"], clip=r["clip"], vector_index=r["vector_index"])
+    assert found["query"]["scenes"] >= 2 and found["media"][0].media_id == corpus["media_of"]["baking"]
+    with pytest.raises(ValueError, match="neither a media_id"):
+        similar_media("nope", lake=r["lake"], clip=r["clip"], vector_index=r["vector_index"])
+
+
+def test_stale_entries_go_and_the_index_rebuilds_from_the_lakehouse(corpus, tmp_path):
+    from mediaintel_dagster.resources.lance_index import LanceTextIndexResource, LanceVectorIndexResource
+
+    lake, r = corpus["lake"], corpus["res"]
+    vindex, tindex = r["vector_index"], r["text_index"]
+    mid = corpus["media_of"]["safari"]
+    before = vindex.counts()
+    # The media loses a keyframe text (OCR rewrote it): its entry leaves both indexes.
+    lines = lake.read("ocr_text", filter=pads.field("media_id") == mid)
+    gone_scene = lines.column("scene_index")[0].as_py()
+    kept = [row for row in lines.to_pylist() if row["scene_index"] != gone_scene]
+    lake.replace("ocr_text", kept, keys=[(mid,)])
+    emb = lake.read("embeddings", filter=(pads.field("media_id") == mid)).to_pylist()
+    emb = [e for e in emb if not (e["item_kind"] == "ocr" and e["item_index"] == gone_scene)]
+    lake.replace("embeddings", emb, keys=sorted({(e["media_id"], e["item_kind"], e["model_id"]) for e in emb}))
+    rows, stats = index_media(lake, vindex, tindex, [mid])
+    lake.replace("index_entries", rows, keys=[(mid, "lancedb"), (mid, KEYWORD_BACKEND)])
+    assert stats["entries_deleted"] == 2  # its MiniLM vector and its keyword entry
+    text_model = r["text_embedder"].model_id
+    assert vindex.counts()[text_model] == before[text_model] - 1
+    gone_id = entry_id(mid, "ocr", gone_scene, text_model)
+    assert vindex.fetch(text_model, [gone_id]) == {}
+
+    # A new, empty index rebuilt from the lakehouse alone answers like the live one.
+    fresh_v = LanceVectorIndexResource(root=str(tmp_path / "rebuilt"))
+    fresh_t = LanceTextIndexResource(root=str(tmp_path / "rebuilt"))
+    summary = rebuild_index(lake, fresh_v, fresh_t)
+    assert fresh_v.counts() == vindex.counts() and fresh_t.count() == tindex.count()
+    assert summary["media"] == len(corpus["media_of"])
+    q = dict(lake=lake, text_embedder=r["text_embedder"], clip=r["clip"])
+    live = search_page("elephants", k=5, vector_index=vindex, text_index=tindex, **q)
+    rebuilt = search_page("elephants", k=5, vector_index=fresh_v, text_index=fresh_t, **q)
+    assert [(h.media_id, h.item_kind, h.item_index) for h in live.hits] == \
+        [(h.media_id, h.item_kind, h.item_index) for h in rebuilt.hits]
+
+
+def test_a_second_model_version_stays_queryable_until_dropped(corpus):
+    lake, r = corpus["lake"], corpus["res"]
+    vindex, tindex = r["vector_index"], r["text_index"]
+    old_model = r["text_embedder"].model_id
+    new_model = old_model + "-v2"
+    mid = corpus["media_of"]["rocket"]
+    emb = lake.read("embeddings", filter=(pads.field("media_id") == mid) & (pads.field("model_id") == old_model))
+    v2 = [{**e, "model_id": new_model} for e in emb.to_pylist()]
+    lake.replace("embeddings", v2)
+    rows, _ = index_media(lake, vindex, tindex, [mid])
+    lake.replace("index_entries", rows, keys=[(mid, "lancedb"), (mid, KEYWORD_BACKEND)])
+    counts = vindex.counts()
+    assert counts[new_model] == len(v2) and counts[old_model] > 0  # side by side, never mixed
+    vec = np.asarray(v2[0]["vector"], np.float32)
+    assert vindex.query(new_model, vec, 3)[0].media_id == mid
+    assert vindex.query(old_model, vec, 1)[0].score == pytest.approx(1.0, abs=1e-4)
+    out = drop_model(lake, vindex, new_model)
+    assert out["embeddings_removed"] == len(v2) and new_model not in vindex.counts()
+    assert not lake.read("index_entries", filter=pads.field("model_id") == new_model).num_rows
+    assert vindex.counts()[old_model] == counts[old_model]
+
+
+def test_removing_a_media_removes_its_entries(corpus):
+    lake, r = corpus["lake"], corpus["res"]
+    vindex, tindex = r["vector_index"], r["text_index"]
+    mid = corpus["media_of"]["traffic"]
+    before_v, before_t = sum(vindex.counts().values()), tindex.count()
+    n = unindex_media(lake, vindex, tindex, [mid])
+    assert n > 0 and sum(vindex.counts().values()) + tindex.count() == before_v + before_t - n
+    hits = _search(corpus, "highway commuters", k=10).hits
+    assert mid not in {h.media_id for h in hits}
+    assert not lake.read("index_entries", filter=pads.field("media_id") == mid).num_rows
+    # and indexing it again brings it back (deterministic ids: the same entries)
+    rows, _ = index_media(lake, vindex, tindex, [mid])
+    lake.replace("index_entries", rows, keys=[(mid, "lancedb"), (mid, KEYWORD_BACKEND)])
+    assert _search(corpus, "highway commuters", k=3).hits[0].media_id == mid
+
+
+def test_an_index_that_fails_quarantines_and_is_retried(corpus, tmp_path):
+    """A broken index (here: a LanceDB root that is a file) quarantines the window's media as
+    index_failed, retryable; the run itself succeeds and says what it lost."""
+    from mediaintel_dagster.assets import index_entries
+    from dagster import materialize
+
+    from mediaintel_dagster.resources.lance_index import LanceTextIndexResource, LanceVectorIndexResource
+
+    blocker = tmp_path / "not-a-folder"
+    blocker.write_text("x")
+    r = corpus["res"]
+    broken = {**r, "vector_index": LanceVectorIndexResource(root=str(blocker / "idx")),
+              "text_index": LanceTextIndexResource(root=str(blocker / "idx"))}
+    partition = window_of(next(iter(corpus["paths"].values())))
+    res = materialize([index_entries], partition_key=partition, resources=broken,
+                      run_config={"ops": {"index_entries": {"config": {"force": True}}}}, raise_on_error=False)
+    assert res.success
+    q = corpus["lake"].read("quarantine", filter=pads.field("stage") == "index_entries").to_pylist()
+    assert q and {row["error_type"] for row in q} == {"index_failed"} and all(row["retryable"] for row in q)
+    # the working index again: the retry clears them
+    res = materialize([index_entries], partition_key=partition, resources=r, raise_on_error=False)
+    assert res.success
+    assert not corpus["lake"].read("quarantine", filter=pads.field("stage") == "index_entries").num_rows
+
+
+def test_cli_search_json_filters_and_errors(corpus):
+    # The module fixture's environment (MEDIAINTEL_HOME and the rest) is set while it is live.
+    out = run_cli("search", "volcano ash", "--k", "3", "--json")
+    assert out.returncode == 0, out.stderr
+    hits = json.loads(out.stdout)
+    assert {"media_id", "source_uri", "item_kind", "start_s", "end_s", "score", "matched", "why"} <= set(hits[0])
+    assert hits[0]["source_uri"].endswith("volcano.mp4")
+    audio = json.loads(run_cli("search", "rocket", "--media-kind", "audio", "--json").stdout)
+    assert audio and all(h["source_uri"].endswith(".wav") for h in audio)
+    bad = run_cli("search", "x", "--since", "yesterday")
+    assert bad.returncode == 2 and "YYYY-MM-DD" in bad.stderr
+    stats = json.loads(run_cli("index", "stats").stdout)
+    assert stats["backend"] == "lancedb" and sum(stats["vectors"].values()) > 0
+    sim = run_cli("similar", corpus["media_of"]["safari"], "--json")
+    assert sim.returncode == 0 and json.loads(sim.stdout)["media"]
+
+
+def test_entry_schema_is_what_backends_take():
+    assert ENTRY_SCHEMA.field("vector").type.value_type.bit_width == 32
