@@ -273,13 +273,31 @@ def test_low_information_keyframes_never_count():
     assert judge(al) and al.coverage_a == 1.0 and al.coverage_b == 1.0
 
 
+def test_a_shared_intro_then_different_content_is_contradicted():
+    rng = random.Random(7)
+    intro = _seq(rng, 2)  # a logo card and a title card
+    a = _times(intro + _seq(rng, 1))
+    b = _times(intro + _seq(rng, 1))
+    al = align(a, b)
+    # Two thirds of each aligned, but where the timelines overlap the third keyframes differ.
+    assert al.evidence == 2 and al.coverage == 2 / 3
+    assert al.contradictions_a == al.contradictions_b == 1 and not judge(al)
+    # The intro alone (a clip of A's first seconds) lies inside A: nothing of it contradicts.
+    al = align(a, _times(intro))
+    assert al.contradiction == 0 and judge(al) and al.relation == "contains"
+    # Missed keyframes that are the same picture, only noisier, do not contradict.
+    c = _times(_noisy(a[:2], rng) + _noisy(a[2:], rng, bits=14))
+    al = align(a, c)
+    assert len(al.pairs) == 2 and al.contradiction == 0 and judge(al)
+
+
 def test_rarity_weights_discount_shared_keyframes():
     rng = random.Random(6)
     a = _times(_seq(rng, 4))
-    b = _times(a[:2] + _seq(rng, 1))  # shares two keyframes of three: passes unweighted
+    b = _times(a[:3])  # the first three keyframes of four: passes unweighted
     assert judge(align(a, b))
-    # Those two keyframes are shared by many other media (a station's cards): they weigh little.
-    assert not judge(align(a, b, weights=[0.25, 0.25, 1.0, 1.0]))
+    # Those keyframes are shared by many other media (a station's cards): they weigh little.
+    assert not judge(align(a, b, weights=[0.25, 0.25, 0.25, 1.0]))
     assert hamming(0, (1 << 64) - 1) == 64
     assert np.isclose(align(a, a).coverage, 1.0)
 

@@ -32,6 +32,7 @@ KEYFRAME_HASHES_CODE_VERSION = "keyframe_hashes@1"
 NEAR_DUPLICATES_CODE_VERSION = "near_duplicates@1"
 PARAMS = MatchParams()
 _HASH_COLUMNS = ("hash", "hash_90", "hash_80")
+_CORNER_COLUMNS = ("hash_tl", "hash_tr", "hash_bl", "hash_br")
 
 
 # ---- keyframe_hashes ------------------------------------------------------------------------
@@ -52,9 +53,10 @@ def keyframe_hashes_of(run: StageRun, m: dict) -> Outcome:
                 errors.append((uri, err))
                 continue
             ok.append(uri)
-            h = fp.pop("hashes")
+            h, corners = fp.pop("hashes"), fp.pop("corner_hashes")
             rows.append({"media_id": mid, "scene_index": s["scene_index"], "keyframe_n": n, "keyframe_s": t,
-                         "keyframe_uri": uri, **dict(zip(_HASH_COLUMNS, (hex64(x) for x in h))), **fp,
+                         "keyframe_uri": uri, **dict(zip(_HASH_COLUMNS, (hex64(x) for x in h))),
+                         **dict(zip(_CORNER_COLUMNS, (hex64(x) for x in corners))), **fp,
                          "code_version": KEYFRAME_HASHES_CODE_VERSION})
     run.stats["keyframes_hashed"] += len(rows)
     run.stats["keyframes_low_information"] += sum(not r["informative"] for r in rows)
@@ -70,7 +72,8 @@ KEYFRAME_HASHES = Stage(
         "One row per keyframe of each video or image (the shot's representative keyframe, keyframe_n 0, and its "
         "extra ones): 64-bit perceptual hashes (pHash, 16 hex digits) of the picture after cutting off black "
         "letterbox/pillarbox bars, at centred crops keeping 100 %, 90 % and 80 % of each side (hash, hash_90, "
-        "hash_80; a cropped copy meets its source at a neighbouring crop), the bars found, and whether the "
+        "hash_80; a cropped copy meets its source at a neighbouring crop) and at corner crops keeping 90 % "
+        "(hash_tl, hash_tr, hash_bl, hash_br; for copies cropped unevenly), the bars found, and whether the "
         "keyframe carries information (near-black, near-uniform and edgeless keyframes, such as black openings "
         "and fades, are flagged with low_info_reason and never count as duplicate evidence). Read from the "
         "keyframe JPEGs the scenes step wrote; near_duplicates compares these rows across the whole lakehouse. "
@@ -88,13 +91,19 @@ class LakePrints:
     """Every media's keyframe fingerprints in the lakehouse, read once per run, with a
     vectorised Hamming search over all of them (numpy popcount: ~10 ns per hash pair)."""
 
-    def __init__(self, lake):
-        cols = ["media_id", "scene_index", "keyframe_n", "keyframe_s", "informative", *_HASH_COLUMNS]
-        t = lake.read("keyframe_hashes", columns=cols)
-        d = t.to_pydict()
+    def __init__(self, lake=None, rows: dict | None = None):
+        """From the lake's `keyframe_hashes`, or from ``rows`` (those columns as lists)."""
+        if rows is None:
+            cols = ["media_id", "scene_index", "keyframe_n", "keyframe_s", "informative", *_HASH_COLUMNS,
+                    *_CORNER_COLUMNS]
+            rows = lake.read("keyframe_hashes", columns=cols).to_pydict()
+        d = rows
         self.media = np.asarray(d["media_id"], dtype=object)
         self.informative = np.asarray([bool(x) for x in d["informative"]], dtype=bool)
         self.hashes = [np.asarray([from_hex(h) for h in d[c]], dtype=np.uint64) for c in _HASH_COLUMNS]
+        # Rows written without corner hashes (or handed in without them) are compared centred only.
+        self.corners = [np.asarray([from_hex(h) if h else 0 for h in d[c]], dtype=np.uint64)
+                        for c in _CORNER_COLUMNS] if all(d.get(c) for c in _CORNER_COLUMNS) else []
         self.rows = d
         self._items: dict[str, list[Item]] = {}
         self._by_media: dict[str, list[int]] = defaultdict(list)
@@ -111,20 +120,25 @@ class LakePrints:
             idx = sorted(self._by_media.get(media_id, []), key=lambda n: (d["keyframe_s"][n], d["keyframe_n"][n]))
             self._items[media_id] = [
                 Item(t=float(d["keyframe_s"][n] or 0.0), hashes=[int(self.hashes[k][n]) for k in range(3)],
-                     informative=bool(d["informative"][n]),
+                     corners=[int(c[n]) for c in self.corners], informative=bool(d["informative"][n]),
                      vector=self.vectors.get((media_id, d["scene_index"][n])) if d["keyframe_n"][n] == 0 else None,
                      key=(d["scene_index"][n], d["keyframe_n"][n]))
                 for n in idx]
         return self._items[media_id]
 
     def near(self, item: Item, bits: int) -> np.ndarray:
-        """Row numbers of informative keyframes within ``bits`` of ``item`` (same or neighbouring crop)."""
+        """Row numbers of informative keyframes within ``bits`` of ``item``: the crops that
+        ``fingerprints.item_distance`` compares, over every keyframe of the lake at once."""
         best = None
         q = [np.uint64(h) for h in item.hashes]
         for i in range(3):
             for j in range(max(0, i - 1), min(3, i + 2)):
                 d = np.bitwise_count(self.hashes[j] ^ q[i])
                 best = d if best is None else np.minimum(best, d)
+        for c in self.corners:
+            best = np.minimum(best, np.bitwise_count(c ^ q[0]))
+        for c in item.corners:
+            best = np.minimum(best, np.bitwise_count(self.hashes[0] ^ np.uint64(c)))
         return np.nonzero((best <= bits) & self.informative)[0]
 
     def load_vectors(self, lake, media_ids) -> None:
@@ -148,7 +162,7 @@ class LakePrints:
         self._items.clear()
 
 
-def find_duplicates(prints: LakePrints, media_id: str, params: MatchParams = PARAMS) -> list[dict]:
+def find_duplicates(prints: LakePrints, media_id: str, params: MatchParams = PARAMS, rarity: bool = True) -> list[dict]:
     """The media of the lake showing the same content as ``media_id``, with the alignment.
 
     Candidates are the media with any informative keyframe within ``loose_bits`` of one of
@@ -178,6 +192,8 @@ def find_duplicates(prints: LakePrints, media_id: str, params: MatchParams = PAR
         else:
             for i in al.matched_a:
                 lonely[i] += 1
+    if not rarity:
+        return [{"duplicate_of": o, "alignment": align(a, prints.items(o), params=params)} for o in passed]
     weights = 1.0 / (1.0 + lonely)
     out = []
     for other in passed:
@@ -222,7 +238,8 @@ def near_duplicates_of(run: StageRun, todo: list[dict]):
                              "score": round(al.coverage, 4), "relation": al.relation,
                              "matched_keyframes": len(al.pairs), "evidence": round(al.evidence, 4),
                              "coverage": round(al.coverage_a, 4), "duplicate_coverage": round(al.coverage_b, 4),
-                             "mean_hash_distance": al.mean_distance, "speed_ratio": al.speed_ratio,
+                             "mean_hash_distance": al.mean_distance, "contradiction": round(al.contradiction, 4),
+                             "speed_ratio": al.speed_ratio,
                              "offset_s": al.offset_s})
                 run.stats["near_duplicate_pairs"] += 1
             for r in rows:

@@ -183,6 +183,11 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("hash", pa.string()),
             ("hash_90", pa.string()),
             ("hash_80", pa.string()),
+            # ... and at corner crops keeping 90 % of each side: top-left, top-right, bottom-left, bottom-right.
+            ("hash_tl", pa.string()),
+            ("hash_tr", pa.string()),
+            ("hash_bl", pa.string()),
+            ("hash_br", pa.string()),
             ("informative", pa.bool_()),  # false: never evidence of a duplicate
             ("low_info_reason", pa.string()),  # 'near_black', 'near_uniform', 'low_edges' or null
             ("luma_mean", pa.float64()),
@@ -214,6 +219,8 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("coverage", pa.float64()),  # of media_id's informative keyframes
             ("duplicate_coverage", pa.float64()),  # of duplicate_of's
             ("mean_hash_distance", pa.float64()),  # bits of 64, over the aligned keyframes
+            # Share of one media's keyframes, where the two timelines overlap, that show another picture.
+            ("contradiction", pa.float64()),
             ("speed_ratio", pa.float64()),  # seconds of duplicate_of per second of media_id
             ("offset_s", pa.float64()),  # t(duplicate_of) = speed_ratio * t(media_id) + offset_s
             ("source_uri", pa.string()),  # exact_bytes: the media's first location

@@ -5,7 +5,8 @@ Pure code (numpy, Pillow, imagehash; no Dagster). Two pieces:
 * :func:`keyframe_print`: one keyframe's fingerprint. Black bars (letterbox, pillarbox) are
   found and cut off first, so a letterboxed copy hashes like its source; then a 64-bit
   pHash of the picture at three centred crops (100 %, 90 %, 80 % of each side), so a copy
-  cropped by up to ~20 % still meets its source at a neighbouring scale. Keyframes with
+  cropped by up to ~20 % still meets its source at a neighbouring scale, and at four corner
+  crops (90 % of each side), so a copy cropped unevenly (off two sides) meets one of them. Keyframes with
   too little information to be evidence (near-black, near-uniform, almost no edges: black
   openings, fades, plain slates) are flagged and never count.
 * :func:`align` and :func:`judge`: whether two media show the same content. Keyframes match
@@ -29,8 +30,12 @@ from typing import Optional, Sequence
 
 import numpy as np
 
-# The crops a keyframe is hashed at (fraction of each side kept, centred).
+# The crops a keyframe is hashed at (fraction of each side kept, centred) ...
 SCALES = (1.0, 0.9, 0.8)
+# ... and off-centre: 90 % of each side against one corner (top-left, top-right, bottom-left,
+# bottom-right), so a copy cropped from two sides, not evenly, meets its source's corner crop.
+CORNERS = ("tl", "tr", "bl", "br")
+CORNER_KEEP = 0.9
 
 
 @dataclass(frozen=True)
@@ -76,7 +81,7 @@ def _hash64(gray_img) -> int:
 
 def keyframe_print(image, params: PrintParams = PrintParams()) -> dict:
     """The fingerprint of one keyframe (a PIL image): hashes at ``SCALES`` (ints, 64 bits)
-    of the picture without its black bars, whether it is informative (and if not, why),
+    of the picture without its black bars and at its ``CORNERS`` (corner_hashes), whether it is informative (and if not, why),
     the bars and the picture's measures."""
     from PIL import Image
 
@@ -104,7 +109,13 @@ def keyframe_print(image, params: PrintParams = PrintParams()) -> dict:
         ch, cw = max(1, int(round(ph * s))), max(1, int(round(pw * s)))
         y0, x0 = (ph - ch) // 2, (pw - cw) // 2
         hashes.append(_hash64(pil.crop((x0, y0, x0 + cw, y0 + ch))))
-    return {"hashes": hashes, "informative": reason is None, "low_info_reason": reason,
+    ch, cw = max(1, int(round(ph * CORNER_KEEP))), max(1, int(round(pw * CORNER_KEEP)))
+    corners = []
+    for c in CORNERS:
+        y0 = 0 if c[0] == "t" else ph - ch
+        x0 = 0 if c[1] == "l" else pw - cw
+        corners.append(_hash64(pil.crop((x0, y0, x0 + cw, y0 + ch))))
+    return {"hashes": hashes, "corner_hashes": corners, "informative": reason is None, "low_info_reason": reason,
             "luma_mean": mean, "luma_std": std, "edge_density": edges,
             "content_width": pw, "content_height": ph,
             "bar_top": top, "bar_bottom": bottom, "bar_left": left, "bar_right": right}
@@ -129,6 +140,7 @@ class Item:
     informative: bool = True
     vector: Optional[np.ndarray] = None  # its image embedding, L2-normalised (representative keyframes)
     key: tuple = ()  # (scene_index, keyframe_n), for reporting
+    corners: Sequence[int] = ()  # one per CORNERS entry (none: not compared off-centre)
 
 
 @dataclass(frozen=True)
@@ -144,7 +156,14 @@ class MatchParams:
     jitter_s: float = 0.6
     min_evidence: float = 1.5  # weighted aligned keyframes (two full-weight ones pass)
     min_coverage: float = 0.5  # of the informative keyframes of one of the two media
-    max_gap: int = 0  # not used by the chain; kept for future banded alignment
+    # Where the two timelines overlap (under the fitted speed and offset), a keyframe that did
+    # not align contradicts the pair when every keyframe of the other media near its mapped
+    # time is clearly another picture (more than contra_bits apart; unrelated pictures sit
+    # near 32). More than max_contradiction of a side's keyframes in the overlap contradicting
+    # means the two share a part (an intro, a stock shot) and then go different ways.
+    contra_bits: int = 22
+    contra_window_s: float = 1.5
+    max_contradiction: float = 0.25
 
 
 def hamming(a: int, b: int) -> int:
@@ -153,7 +172,8 @@ def hamming(a: int, b: int) -> int:
 
 def item_distance(a: Item, b: Item) -> int:
     """The smallest Hamming distance between the two keyframes' hashes at the same or
-    neighbouring crop scales (a 10 % crop of one is the other's next scale)."""
+    neighbouring centred crop scales (a 10 % crop of one is the other's next scale), or
+    between one's whole picture and the other's corner crops (a crop off two sides)."""
     best = 64
     n = min(len(a.hashes), len(b.hashes))
     for i in range(n):
@@ -161,6 +181,10 @@ def item_distance(a: Item, b: Item) -> int:
             d = hamming(a.hashes[i], b.hashes[j])
             if d < best:
                 best = d
+    for c in b.corners:
+        best = min(best, hamming(a.hashes[0], c))
+    for c in a.corners:
+        best = min(best, hamming(c, b.hashes[0]))
     return best
 
 
@@ -191,6 +215,18 @@ class Alignment:
     offset_s: Optional[float] = None  # t_B = speed_ratio * t_A + offset_s
     mean_distance: Optional[float] = None
     matched_a: set = field(default_factory=set)  # indices of A matched by any keyframe of B
+    # Informative keyframes inside the overlap of the two timelines (aligned ones included),
+    # and those of them that contradict the pair (see MatchParams.contra_bits).
+    overlap_a: int = 0
+    overlap_b: int = 0
+    contradictions_a: int = 0
+    contradictions_b: int = 0
+
+    @property
+    def contradiction(self) -> float:
+        """The larger share of contradicting keyframes in the overlap, of the two media."""
+        return max(self.contradictions_a / self.overlap_a if self.overlap_a else 0.0,
+                   self.contradictions_b / self.overlap_b if self.overlap_b else 0.0)
 
     @property
     def coverage(self) -> float:
@@ -198,8 +234,9 @@ class Alignment:
 
     @property
     def relation(self) -> str:
-        """'copy' (each covers most of the other), 'contained_in' (A is inside B) or 'contains'."""
-        if self.coverage_a >= 0.5 and self.coverage_b >= 0.5:
+        """'copy' (each covers three quarters of the other or more), 'contained_in' (A is inside
+        B: a trimmed copy, a clip of a longer video) or 'contains'."""
+        if self.coverage_a >= 0.75 and self.coverage_b >= 0.75:
             return "copy"
         return "contained_in" if self.coverage_a >= self.coverage_b else "contains"
 
@@ -276,13 +313,47 @@ def align(a: Sequence[Item], b: Sequence[Item], weights: Optional[Sequence[float
         out.speed_ratio, out.offset_s = float(slope), float(offset)
     else:
         out.speed_ratio, out.offset_s = 1.0, float(tb[0] - ta[0])
+    if not (out.speed_ratio and 1.0 / params.max_speed <= out.speed_ratio <= params.max_speed):
+        out.speed_ratio = 1.0  # a degenerate fit (matches bunched in time): map by the offset alone
+        out.offset_s = float(np.median(tb - ta))
+    _contradictions(a, b, used_a, used_b, out, params)
     return out
 
 
+def _contradictions(a, b, used_a, used_b, out: Alignment, p: MatchParams) -> None:
+    speed, offset = out.speed_ratio, out.offset_s
+
+    def side(xs, ys, used, to_other, from_other):
+        ts = [y.t for y in ys]
+        if not ts:
+            return 0, 0
+        lo, hi = from_other(min(ts)), from_other(max(ts))
+        lo, hi = min(lo, hi) - p.jitter_s, max(lo, hi) + p.jitter_s
+        inside = contra = 0
+        for i, x in enumerate(xs):
+            if not x.informative or not lo <= x.t <= hi:
+                continue
+            inside += 1
+            if i in used:
+                continue
+            t = to_other(x.t)
+            near = [y for y in ys if y.informative and abs(y.t - t) <= p.contra_window_s]
+            if near and min(item_distance(x, y) for y in near) > p.contra_bits:
+                contra += 1
+        return inside, contra
+
+    out.overlap_a, out.contradictions_a = side(a, b, used_a, lambda t: speed * t + offset,
+                                               lambda t: (t - offset) / speed)
+    out.overlap_b, out.contradictions_b = side(b, a, used_b, lambda t: (t - offset) / speed,
+                                               lambda t: speed * t + offset)
+
+
 def judge(al: Alignment, params: MatchParams = MatchParams()) -> bool:
-    """A duplicate: enough aligned evidence, covering enough of one of the two media."""
-    return al.evidence >= params.min_evidence and al.coverage >= params.min_coverage
+    """A duplicate: enough aligned evidence, covering enough of one of the two media, and
+    not contradicted where the two overlap."""
+    return (al.evidence >= params.min_evidence and al.coverage >= params.min_coverage
+            and al.contradiction <= params.max_contradiction)
 
 
-__all__ = ["Alignment", "Item", "MatchParams", "PrintParams", "SCALES", "align", "from_hex", "hamming", "hex64",
+__all__ = ["Alignment", "CORNERS", "Item", "MatchParams", "PrintParams", "SCALES", "align", "from_hex", "hamming", "hex64",
            "item_distance", "items_match", "judge", "keyframe_print"]
