@@ -13,14 +13,15 @@ from . import config
 from .assets import STAGES, bookkeeping_specs
 from .assets.stage import apply_model_versions
 from .checks import build_checks
-from .jobs import executor_from_env, ingest_job, lake_maintenance_job, lake_maintenance_schedule, redrive_job
+from .jobs import (executor_from_env, index_job, ingest_job, lake_maintenance_job, lake_maintenance_schedule,
+                   redrive_job)
 from .monitoring.logs import dagster_loggers
 from .partitions import arrival_partitions_def
 from .resources import (
     ClipResource, LakehouseResource, LocalInboxResource, ObjectStoreResource, OcrResource, TextEmbedderResource,
     WhisperResource,
 )
-from .sensors import inbox_sensor, redrive_sensor
+from .sensors import inbox_sensor, index_guard_sensor, redrive_sensor
 
 
 def _models() -> dict:
@@ -88,9 +89,9 @@ def build_defs(resources: dict | None = None, deployment: str | None = None) -> 
         # Contract checks (blocking) and drift checks (WARN) for every table-writing asset.
         asset_checks=build_checks(assets),
         loggers=dagster_loggers(),
-        jobs=[ingest_job, lake_maintenance_job, redrive_job],
+        jobs=[ingest_job, index_job, lake_maintenance_job, redrive_job],
         schedules=[lake_maintenance_schedule],
-        sensors=[inbox_sensor, redrive_sensor],
+        sensors=[inbox_sensor, index_guard_sensor, redrive_sensor],
         resources=resources,
         executor=executor_from_env(),
     )

@@ -57,6 +57,16 @@ ingest_job = define_asset_job(
     config=RUN_CONFIG_LOGGERS,
 )
 
+# The serving index alone for one window: what index_guard_sensor requests when a blocking
+# check upstream failed (its run is then not held back by that check: the index stage
+# itself takes the window's media out of the index).
+index_job = define_asset_job(
+    "index_job",
+    selection=AssetSelection.assets("index_entries"),
+    description="The index_entries stage alone for one arrival window (index_guard_sensor, or by hand).",
+    config=RUN_CONFIG_LOGGERS,
+)
+
 
 # ---- lake maintenance ------------------------------------------------------------------
 

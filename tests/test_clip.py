@@ -185,11 +185,15 @@ def test_scene_embeddings_stage(home, tiny_clip, monkeypatch):
 
     # Text -> scene search goes through the same CLIP's text tower, against these vectors
     # (the tiny model is random, so only the mechanics are asserted, not the ranking).
+    from mediaintel_dagster.assets.index import index_media
     from mediaintel_dagster.search import search
+    from conftest import index_resources_at
 
+    idx = index_resources_at(home / "index")
+    index_media(lake, idx["vector_index"], idx["text_index"], sorted({r["media_id"] for r in rows}))
     text_vec = emb.embed_text(["a striped pattern"])
     assert text_vec.shape == (1, 24) and abs(float(np.linalg.norm(text_vec)) - 1) < 1e-5
-    hits = search("a striped pattern", k=4, lake=lake, clip=clip, kinds=["scene"])
+    hits = search("a striped pattern", k=4, lake=lake, clip=clip, kinds=["scene"], retrievers=["picture"], **idx)
     assert len(hits) == 4 and {h.item_kind for h in hits} == {"scene"} and {h.model_id for h in hits} == {emb.model_id}
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     best = {(r["media_id"], r["item_index"]): float(np.dot(r["vector"], text_vec[0])) for r in rows}

@@ -278,3 +278,53 @@ def test_cli_search_json_filters_and_errors(corpus):
 
 def test_entry_schema_is_what_backends_take():
     assert ENTRY_SCHEMA.field("vector").type.value_type.bit_width == 32
+
+
+def test_a_failing_upstream_check_takes_the_window_out_of_the_index(corpus):
+    """A vector of the wrong length lands in `embeddings` behind the pipeline's back; the
+    blocking contract check fails, the run skips index_entries, and index_guard_sensor asks
+    for index_job, which takes the window's media out of the index (quarantined as
+    check_failed). Once the rows are fixed and pass, a retry puts them back."""
+    from dagster import AssetKey, build_sensor_context
+
+    from mediaintel_dagster.sensors import index_guard_sensor
+
+    lake, r = corpus["lake"], corpus["res"]
+    vindex = r["vector_index"]
+    defs = build_defs(r)
+    instance = get_instance()
+    partition = window_of(next(iter(corpus["paths"].values())))
+    text_model = r["text_embedder"].model_id
+    mid = corpus["media_of"]["election"]
+    flt = (pads.field("media_id") == mid) & (pads.field("model_id") == text_model)
+    good = lake.read("embeddings", filter=flt).to_pylist()
+    bad = [dict(row) for row in good]
+    bad[0]["vector"] = bad[0]["vector"][:100]
+    lake.replace("embeddings", bad)  # no writer tag: a repair by hand, judged again
+    before = sum(vindex.counts().values())
+
+    ingest = defs.resolve_job_def("ingest_job")
+    run = ingest.execute_in_process(partition_key=partition, instance=instance, raise_on_error=False,
+                                    asset_selection=[AssetKey("text_embeddings"), AssetKey("index_entries")])
+    checks = {e.asset_check_evaluation_data.check_name: e.asset_check_evaluation_data.passed
+              for e in run.all_events if e.event_type_value == "ASSET_CHECK_EVALUATION"}
+    assert checks["check_embeddings_contract"] is False
+    assert sum(vindex.counts().values()) == before, "the skipped index step changed nothing"
+
+    tick = index_guard_sensor(build_sensor_context(instance=instance, definitions=defs))
+    assert [q.partition_key for q in tick.run_requests] == [partition]
+    again = index_guard_sensor(build_sensor_context(instance=instance, definitions=defs, cursor=tick.cursor))
+    assert not again.run_requests, "each failure is acted on once"
+    guard = defs.resolve_job_def("index_job").execute_in_process(
+        partition_key=partition, instance=instance, run_config=tick.run_requests[0].run_config)
+    assert guard.success
+    assert sum(vindex.counts().values()) == 0 and r["text_index"].count() == 0
+    q = lake.read("quarantine", filter=pads.field("stage") == "index_entries").to_pylist()
+    assert len(q) == len(corpus["media_of"]) and {row["error_type"] for row in q} == {"check_failed"}
+
+    lake.replace("embeddings", good)  # fixed
+    fixed = ingest.execute_in_process(partition_key=partition, instance=instance, raise_on_error=False,
+                                      asset_selection=[AssetKey("text_embeddings"), AssetKey("index_entries")])
+    assert fixed.success
+    assert sum(vindex.counts().values()) == before
+    assert not lake.read("quarantine", filter=pads.field("stage") == "index_entries").num_rows

@@ -169,25 +169,61 @@ def index_media(lake: LakehouseResource, vector_index: VectorIndexResource, text
 
 
 def unindex_media(lake: LakehouseResource, vector_index: VectorIndexResource, text_index: TextIndexResource,
-                  ids: Sequence[str]) -> int:
-    """Delete every entry of these media from the index and from `index_entries` (a media
-    removed from the lakehouse, or whose upstream check failed); the count deleted."""
+                  ids: Sequence[str], *, write: bool = True) -> int:
+    """Delete every entry of these media from the index and (``write``) from `index_entries`
+    (a media removed from the lakehouse, or whose upstream check failed); the count deleted."""
     old = old_entries(lake, ids, [vector_index.backend, KEYWORD_BACKEND])
     groups: dict[tuple[str, str], list[str]] = {}
     for r in old.to_pylist():
         groups.setdefault((r["backend"], r["model_id"]), []).append(r["entry_id"])
     for (be, model_id), gone in sorted(groups.items()):
         (text_index.delete(gone) if be == KEYWORD_BACKEND else vector_index.delete(model_id, gone))
-    if ids:
+    if ids and write:
         lake.replace("index_entries", [], keys=[(m, b) for m in ids for b in (vector_index.backend, KEYWORD_BACKEND)],
                      writer="index_entries")
     return old.num_rows
+
+
+def upstream_check_keys() -> list:
+    """The blocking contract check of every stage upstream of the index."""
+    from dagster import AssetCheckKey, AssetKey
+
+    from . import STAGES
+
+    return [AssetCheckKey(AssetKey(s.name), f"check_{s.table}_contract") for s in STAGES if s.name != "index_entries"]
+
+
+def failed_upstream_checks(instance, partition: Optional[str]) -> list[str]:
+    """The upstream contract checks whose newest evaluation of this window failed."""
+    from dagster._core.event_api import PartitionKeyFilter
+    from dagster._core.storage.asset_check_execution_record import AssetCheckExecutionRecordStatus as S
+
+    failed = []
+    for key in upstream_check_keys():
+        history = instance.event_log_storage.get_asset_check_execution_history(
+            key, limit=1, status={S.SUCCEEDED, S.FAILED},
+            partition_filter=PartitionKeyFilter(key=partition) if partition else None)
+        if history and history[0].status == S.FAILED:
+            failed.append(f"{key.name} on {key.asset_key.to_user_string()}")
+    return failed
 
 
 def index_window(run: StageRun, todo: list[dict]):
     """The due media's entries, in one upsert per model (and one for the keyword index)."""
     ids = [m["media_id"] for m in todo]
     vindex, tindex = run.resource("vector_index"), run.resource("text_index")
+    failed = failed_upstream_checks(run.context.instance, run.partition)
+    if failed:
+        # Rows a blocking check rejected must not be served: the window's media leave the
+        # index (and index_entries) until the upstream rows are fixed and pass again.
+        removed = unindex_media(run.lake, vindex, tindex, ids, write=False)
+        run.stats["entries_deleted"] += removed
+        run.log.warning(f"index_entries: {', '.join(failed)} failed for window {run.partition}: "
+                        f"{len(ids)} media taken out of the index ({removed} entries)")
+        err = MediaError(ErrorCode.CHECK_FAILED, f"upstream check failed: {', '.join(failed)}")
+        for mid in ids:
+            yield Outcome(mid, error=err)
+        return
     clock = Stopwatch()
     try:
         rows, stats = index_media(run.lake, vindex, tindex, ids)

@@ -68,6 +68,10 @@ class ErrorCode(str, Enum):
     INDEX_FAILED = ("index_failed", True,
                     "The serving index (LanceDB or Pinecone) refused the write or did not answer in time; "
                     "retried, since the service usually comes back.")
+    CHECK_FAILED = ("check_failed", True,
+                    "A blocking check failed on a table upstream of the serving index for this window: its "
+                    "media were taken out of the index; each retry looks at the check again and reindexes "
+                    "them once the rows pass.")
 
     def __str__(self) -> str:
         return self.value
