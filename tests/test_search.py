@@ -328,3 +328,37 @@ def test_a_failing_upstream_check_takes_the_window_out_of_the_index(corpus):
     assert fixed.success
     assert sum(vindex.counts().values()) == before
     assert not lake.read("quarantine", filter=pads.field("stage") == "index_entries").num_rows
+
+
+def test_the_same_pipeline_serves_from_pinecone(corpus):
+    """The production backend end to end, against the Pinecone stand-in (tests/pinecone_standin.py,
+    NOT Pinecone: it speaks the data-plane REST protocol the real client sends): the index is
+    built from the lakehouse through the same index_media, one stand-in index per vector
+    dimension (MiniLM 384, image features 512), and hybrid search through Pinecone returns
+    what it returns through LanceDB."""
+    from pinecone_standin import PineconeStandIn
+
+    from mediaintel_dagster.resources.pinecone_index import PineconeVectorIndexResource
+
+    lake, r = corpus["lake"], corpus["res"]
+    with PineconeStandIn(api_key="k", dimension=384) as text_ix, PineconeStandIn(api_key="k", dimension=512) as img_ix:
+        pine = PineconeVectorIndexResource(api_key="k", host=f"{text_ix.host},{img_ix.host}", timeout_s=5, retries=2)
+        try:
+            summary = rebuild_index(lake, pine, r["text_index"], drop=False)
+            assert summary["media"] == len(corpus["media_of"])
+            assert pine.counts() == r["vector_index"].counts()
+            q = dict(lake=lake, text_embedder=r["text_embedder"], clip=r["clip"], text_index=r["text_index"])
+            for text in ("volcano ash", "citizens casting ballots", "car accident on the motorway"):
+                via_lance = search_page(text, k=5, vector_index=r["vector_index"], **q).hits
+                via_pine = search_page(text, k=5, vector_index=pine, **q).hits
+                assert [(h.media_id, h.item_kind, h.item_index) for h in via_pine] == \
+                    [(h.media_id, h.item_kind, h.item_index) for h in via_lance], text
+            filtered = search_page("rocket", k=10, vector_index=pine, retrievers=["vector"],
+                                   flt=IndexFilter(media_kinds=["audio"]), **q).hits
+            media = {m["media_id"]: m["kind"] for m in lake.read("media").to_pylist()}
+            assert filtered and {media[h.media_id] for h in filtered} == {"audio"}
+            # the stage's writes went through batched upserts, not one call per vector
+            assert len(text_ix.calls("/vectors/upsert")) < pine.counts()[r["text_embedder"].model_id]
+        finally:
+            ids = sorted(corpus["media_of"].values())
+            lake.replace("index_entries", [], keys=[(m, "pinecone") for m in ids])

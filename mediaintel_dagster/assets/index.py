@@ -259,7 +259,8 @@ def rebuild_index(lake: LakehouseResource, vector_index: VectorIndexResource, te
         if gone:
             text_index.delete(gone)
         old_keys = {(r["media_id"], r["backend"]) for r in lake.read(
-            "index_entries", columns=["media_id", "backend"]).to_pylist()}
+            "index_entries", columns=["media_id", "backend"],
+            filter=pads.field("backend").isin([vector_index.backend, KEYWORD_BACKEND])).to_pylist()}
         if old_keys:
             lake.replace("index_entries", [], keys=old_keys, writer="index_entries")
     total: Counter = Counter()
