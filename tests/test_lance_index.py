@@ -148,7 +148,8 @@ HOSTILE_SOURCES = ["/in/50%_off/a.mp4", "/in/50%_off/b.mp4", "/in/50xxoff/c.mp4"
      lambda r: r["media_kind"] == "video" and r["language"] == "en" and r["duration_s"] >= 3
      and r["source_uri"].startswith("/in/50")),
 ])
-def test_every_filter_field_pushed_into_vector_and_keyword_search(tmp_path, flt, keep):
+@pytest.mark.parametrize("ann", [False, True], ids=["exact", "ann"])
+def test_every_filter_field_pushed_into_vector_and_keyword_search(tmp_path, flt, keep, ann):
     n = 96
     over = dict(
         source_uri=[HOSTILE_SOURCES[i % len(HOSTILE_SOURCES)] for i in range(n)],
@@ -156,11 +157,13 @@ def test_every_filter_field_pushed_into_vector_and_keyword_search(tmp_path, flt,
         language=[("en", "de", None, "o'brien")[i % 4] for i in range(n)],
         duration_s=[float(i % 12) for i in range(n)],
     )
-    vindex = LanceVectorIndexResource(root=str(tmp_path / "index"), ann_min_rows=10**9)
+    # ann: the filters then go through the scalar indexes (BTREE, BITMAP) an ANN table gets.
+    vindex = LanceVectorIndexResource(root=str(tmp_path / "index"), ann_min_rows=50 if ann else 10**9)
     tindex = LanceTextIndexResource(root=str(tmp_path / "index"))
     v = unit(np.random.default_rng(3), n, 8)
     t = vec_entries(CLIP, v, **over)
     vindex.upsert(CLIP, t)
+    assert vindex.optimize()[CLIP].startswith("built" if ann else "exact")
     tindex.upsert(text_entries(["shared word"] * n, **over))
     rows = t.drop_columns(["vector"]).to_pylist()
     expected = {r["entry_id"] for r in rows if keep(r)}
@@ -249,10 +252,18 @@ def test_ann_index_recall_and_rows_after_the_build(tmp_path):
     rows = vec_entries(CLIP, everything).drop_columns(["vector"]).to_pylist()
     expected = [i for i, r in enumerate(rows) if r["media_id"] == "m3" and r["item_kind"] == "scene"
                 and r["duration_s"] <= 20]
+    widen = vindex.model_copy(update={"nprobes": 1, "exact_filter_rows": 0})  # the other way past a short result
     for q in queries[:5]:
-        got = [m.entry_id for m in narrow.query(CLIP, q, 10, flt)]
         truth = [rows[i]["entry_id"] for i in np.array(expected)[np.argsort(-(everything[expected] @ q))[:10]]]
-        assert len(got) == 10 and len(set(got) & set(truth)) >= 8
+        for index in (narrow, widen):
+            got = [m.entry_id for m in index.query(CLIP, q, 10, flt)]
+            assert len(got) == 10 and len(set(got) & set(truth)) >= 8
+    # Fewer matches than k in all: every one of them, best first.
+    few = IndexFilter(media_ids=["m3"], item_kinds=["ocr"], min_duration_s=43, max_duration_s=43)
+    expected = [i for i, r in enumerate(rows) if r["media_id"] == "m3" and r["item_kind"] == "ocr" and r["duration_s"] == 43]
+    assert len(expected) == 14
+    got = narrow.query(CLIP, queries[0], 20, few)
+    assert [m.entry_id for m in got] == [rows[i]["entry_id"] for i in np.array(expected)[np.argsort(-(everything[expected] @ queries[0]))]]
 
     # Grown past twice its partitions' worth of rows, the table gets a fresh index.
     more = clustered(np.random.default_rng(55), 2000, dim)
