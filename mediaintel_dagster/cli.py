@@ -341,6 +341,8 @@ SUMMARY_QUERIES = [
      "ORDER BY file, seg"),
     ("Vectors per model", "SELECT model_id, item_kind, count(*) AS vectors, len(any_value(vector)) AS dim "
      "FROM embeddings GROUP BY ALL ORDER BY model_id, item_kind"),
+    ("Serving index", "SELECT backend, model_id, item_kind, count(*) AS entries FROM index_entries "
+     "GROUP BY ALL ORDER BY backend, model_id, item_kind"),
     ("Quarantine", "SELECT regexp_extract(source_uri, '[^/]+$') AS file, stage, error_type, message "
                    "FROM quarantine ORDER BY file"),
 ]

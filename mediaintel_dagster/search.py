@@ -42,6 +42,9 @@ RRF_K = 60
 REASONS = {("vector", "segment"): "speech", ("vector", "ocr"): "on-screen text", ("picture", "scene"): "picture",
            ("keyword", "segment"): "keyword", ("keyword", "ocr"): "keyword"}
 _WORD = re.compile(r"\w+", re.UNICODE)
+# Words too common to explain a match: left out of ``matched_words`` (the retrievers still see them).
+_STOPWORDS = frozenset("a an and are as at be by for from has have i in is it its of on or our that the this to "
+                       "was we were will with you".split())
 
 
 @dataclass
@@ -194,7 +197,7 @@ def _describe(lake: LakehouseResource, chosen: list[dict], query_words: list[str
                                    columns=["media_id", "scene_index", "line_index", "text"]).to_pylist(),
                     key=lambda r: r["line_index"]):
         lines.setdefault((r["media_id"], r["scene_index"]), []).append(r["text"])
-    wanted = list(dict.fromkeys(query_words))
+    wanted = [w for w in dict.fromkeys(query_words) if w not in _STOPWORDS]
     hits = []
     for c in chosen:
         mid, kind, idx = c["key"]
