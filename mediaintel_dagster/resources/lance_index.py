@@ -148,7 +148,7 @@ def connect(root: str, storage_options: Optional[dict] = None, read_consistency_
             db = lancedb.connect(
                 root,
                 # 0: every read checks for commits made by other processes (a Dagster run
-                # writes while the webserver searches); the check is one listing of _versions.
+                # writes while the webserver searches); a cheap look at the latest version.
                 read_consistency_interval=dt.timedelta(seconds=read_consistency_s),
                 storage_options=storage_options or None,
             )
@@ -246,7 +246,8 @@ _SCALAR_INDEXES = {"entry_id": "btree", "media_id": "btree", "source_uri": "btre
 def _index_partitions(index) -> int:
     """The partition count an ANN index was built with (0 when unknown or none)."""
     name = getattr(index, "name", "") or ""
-    return int(name[len(_ANN_INDEX_PREFIX):]) if name.startswith(_ANN_INDEX_PREFIX) and name[len(_ANN_INDEX_PREFIX):].isdigit() else 0
+    tail = name[len(_ANN_INDEX_PREFIX):]
+    return int(tail) if name.startswith(_ANN_INDEX_PREFIX) and tail.isdigit() else 0
 
 
 def _compact(table, keep_s: float, retries: int) -> None:
@@ -286,8 +287,8 @@ class LanceVectorIndexResource(VectorIndexResource):
     nprobes: int = Field(default=16, description="IVF partitions searched per query (more only when a filter leaves < k).")
     refine_factor: int = Field(default=2, description="Re-rank refine_factor × k index candidates on the stored vectors.")
     exact_filter_rows: int = Field(
-        default=20_000, description="A filter the nprobes partitions leave short of k: search it exactly when it "
-                                    "matches at most this many rows, else widen the ANN search.")
+        default=10_000, description="A filtered query on an ANN table whose filter matches at most this many rows "
+                                    "searches those rows exactly.")
     read_consistency_s: float = Field(default=0.0, description="How stale a read may be, seconds (0: always latest).")
     keep_versions_s: float = Field(default=3600.0, description="optimize() deletes table versions older than this.")
     max_commit_retries: int = Field(default=12, description="Retries after a lost commit race.")
@@ -404,14 +405,19 @@ class LanceVectorIndexResource(VectorIndexResource):
                 s = s.refine_factor(self.refine_factor).nprobes(self.nprobes)
             return s.to_arrow().to_pylist()
 
-        rows = search("ann")
-        if where is not None and len(rows) < k and _has_index(table, "vector") is not None:
-            # The filter left fewer than k in the nprobes partitions searched. Few matches in
-            # all: search them exactly (reads only them, through the scalar indexes); many,
-            # just far from the query: widen the ANN search, which is slower but bounded.
+        if where is None or _has_index(table, "vector") is None:
+            rows = search("ann")  # without an index this is the exact flat search
+        else:
+            # Count the matches first (a few ms through the scalar indexes). Few: search just
+            # them, exactly: an ANN search would look for them only in the nprobes partitions
+            # nearest the query and miss the best ones elsewhere. Many: ANN with the prefilter,
+            # widened past nprobes partitions when those hold fewer than k.
             matching = table.count_rows(where)
-            if matching > len(rows):
-                rows = search("exact" if matching <= self.exact_filter_rows else "widen")
+            if matching == 0:
+                return []
+            rows = search("exact" if matching <= self.exact_filter_rows else "ann")
+            if len(rows) < min(k, matching):
+                rows = search("widen")
         return [Match(score=1.0 - float(r["_distance"]), model_id=model_id, **_match_kwargs(r)) for r in rows]
 
     def fetch(self, model_id: str, ids: Sequence[str]) -> dict[str, np.ndarray]:
