@@ -8,7 +8,6 @@ benchmark does on a larger set); the pure tests build hash sequences by hand.
 """
 
 import random
-import shutil
 from pathlib import Path
 
 import numpy as np

@@ -147,7 +147,7 @@ class Item:
 class MatchParams:
     """Thresholds of the pair test (the benchmark in bench/near_duplicates.py measured them)."""
 
-    strict_bits: int = 10  # hashes this close (of 64 bits) match on their own
+    strict_bits: int = 12  # hashes this close (of 64 bits) match on their own
     loose_bits: int = 16  # ... this close match when the embeddings also agree
     min_cosine: float = 0.90
     # Consecutive aligned keyframes must advance in step: time in B over time in A within
