@@ -422,6 +422,37 @@ def similar(target: str, k: int = 10, fmt: str = "table", out=sys.stdout) -> int
     return 0
 
 
+def remove(media_ids: list[str], out=sys.stdout) -> int:
+    """`mediaintel remove MEDIA_ID...`: take media out of the lakehouse and the serving index
+    (a takedown): their entries leave both indexes, their rows every table but `audit_log`
+    (which gains a 'removed' row per media and stage), their keyframes the object store."""
+    from .assets.index import unindex_media
+    from .definitions import index_resources
+    from .resources import LakehouseResource, ObjectStoreResource
+
+    lake = LakehouseResource()
+    known = set(lake.read_keys("media", "media_id", media_ids, columns=["media_id"]).column("media_id").to_pylist())
+    unknown = [m for m in media_ids if m not in known]
+    if unknown:
+        print(f"mediaintel remove: not in the lakehouse: {', '.join(unknown)}", file=sys.stderr)
+        return 2
+    res = index_resources()
+    ids = sorted(known)
+    entries = unindex_media(lake, res["vector_index"], res["text_index"], ids)
+    removed = lake.delete_media(ids, writer="remove")
+    objects = ObjectStoreResource()
+    for mid in ids:
+        objects.delete_prefix(f"keyframes/{mid}")
+    # A 'removed' row per stage: if the same bytes arrive again, every stage redoes them
+    # (the done-check reads only 'written' as done).
+    from .assets import STAGES
+
+    lake.audit([{"asset": s.name, "media_id": mid, "status": "removed", "rows": 0, "table_name": s.table,
+                 "code_version": "remove"} for mid in ids for s in STAGES])
+    print(json.dumps({"removed": ids, "index_entries": entries, "rows": removed}), file=out)
+    return 0
+
+
 def index_command(action: str, model_id: str | None = None, out=sys.stdout) -> int:
     """`mediaintel index stats|rebuild|drop MODEL_ID`: the serving index."""
     from .assets.index import drop_model, rebuild_index
@@ -547,6 +578,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--k", type=int, default=10, help="how many media (default 10)")
     p.add_argument("--json", dest="fmt", action="store_const", const="json", default="table")
 
+    p = sub.add_parser("remove", help="take media out of the lakehouse and the serving index (a takedown)")
+    p.add_argument("media_ids", nargs="+", metavar="MEDIA_ID")
+
     p = sub.add_parser("index", help="the serving index: stats, rebuild from the lakehouse, drop a model's vectors")
     p.add_argument("action", choices=["stats", "rebuild", "drop"])
     p.add_argument("model_id", nargs="?", help="for drop: the model_id whose vectors to remove")
@@ -577,6 +611,8 @@ def main(argv: list[str] | None = None) -> int:
                       max_duration=args.max_duration, since=args.since, until=args.until, source=args.source)
     if args.command == "similar":
         return similar(args.target, k=args.k, fmt=args.fmt)
+    if args.command == "remove":
+        return remove(args.media_ids)
     if args.command == "index":
         return index_command(args.action, args.model_id)
     if args.command == "redrive":

@@ -274,6 +274,22 @@ def test_cli_search_json_filters_and_errors(corpus):
     assert stats["backend"] == "lancedb" and sum(stats["vectors"].values()) > 0
     sim = run_cli("similar", corpus["media_of"]["safari"], "--json")
     assert sim.returncode == 0 and json.loads(sim.stdout)["media"]
+    assert run_cli("remove", "0123456789abcdef").returncode == 2
+
+
+def test_cli_remove_takes_a_media_out_of_everything(corpus):
+    """The takedown of one media (the tests after this one count the media that are left)."""
+    lake, r = corpus["lake"], corpus["res"]
+    mid = corpus["media_of"]["markets"]
+    out = run_cli("remove", mid)
+    assert out.returncode == 0, out.stderr
+    summary = json.loads(out.stdout)
+    assert summary["removed"] == [mid] and summary["index_entries"] > 0 and summary["rows"]["media"] == 1
+    for table in ("media", "media_sources", "transcript_segments", "embeddings", "index_entries"):
+        assert not lake.read(table, filter=pads.field("media_id") == mid).num_rows, table
+    assert mid not in {h.media_id for h in _search(corpus, "investors shares", k=20).hits}
+    audit = lake.read("audit_log", filter=(pads.field("media_id") == mid) & (pads.field("status") == "removed"))
+    assert audit.num_rows >= 7  # one per stage: the same bytes again are redone by every stage
 
 
 def test_entry_schema_is_what_backends_take():
@@ -320,7 +336,7 @@ def test_a_failing_upstream_check_takes_the_window_out_of_the_index(corpus):
     assert guard.success
     assert sum(vindex.counts().values()) == 0 and r["text_index"].count() == 0
     q = lake.read("quarantine", filter=pads.field("stage") == "index_entries").to_pylist()
-    assert len(q) == len(corpus["media_of"]) and {row["error_type"] for row in q} == {"check_failed"}
+    assert len(q) == lake.read("media").num_rows and {row["error_type"] for row in q} == {"check_failed"}
 
     lake.replace("embeddings", good)  # fixed
     fixed = ingest.execute_in_process(partition_key=partition, instance=instance, raise_on_error=False,
@@ -345,7 +361,7 @@ def test_the_same_pipeline_serves_from_pinecone(corpus):
         pine = PineconeVectorIndexResource(api_key="k", host=f"{text_ix.host},{img_ix.host}", timeout_s=5, retries=2)
         try:
             summary = rebuild_index(lake, pine, r["text_index"], drop=False)
-            assert summary["media"] == len(corpus["media_of"])
+            assert summary["media"] == lake.read("media").num_rows
             assert pine.counts() == r["vector_index"].counts()
             q = dict(lake=lake, text_embedder=r["text_embedder"], clip=r["clip"], text_index=r["text_index"])
             for text in ("volcano ash", "citizens casting ballots", "car accident on the motorway"):

@@ -343,6 +343,23 @@ class LakehouseResource(ConfigurableResource):
             self.replace("quarantine", rows, writer="redrive")
         return rows
 
+    def delete_media(self, media_ids: Iterable[str], writer: str | None = None) -> dict[str, int]:
+        """Remove every row of these media from every table that holds media rows (a
+        takedown; `audit_log` keeps its history). One commit per table; {table: rows removed}."""
+        ids = sorted(set(media_ids))
+        out: dict[str, int] = {}
+        for table, key_columns in schemas.KEYS.items():
+            if not ids or key_columns is None or self.delta_table(table) is None:
+                continue
+            if "media_id" not in self.dataset(table).schema.names:
+                continue
+            rows = self.read(table, columns=key_columns, filter=pads.field("media_id").isin(ids))
+            if rows.num_rows:
+                keys = set(zip(*(rows.column(c).to_pylist() for c in key_columns)))
+                self.replace(table, [], keys=keys, writer=writer)
+                out[table] = rows.num_rows
+        return out
+
     # ---- maintenance ----------------------------------------------------------------
     def compact(self, table: str, vacuum_hours: int | None = None) -> dict:
         """Compact ``table`` (OPTIMIZE), and VACUUM files older than ``vacuum_hours`` when given.
