@@ -21,6 +21,7 @@ from mediaintel_dagster.assets.near_duplicates import keyframe_hashes, near_dupl
 from mediaintel_dagster.assets.scenes import scenes
 from mediaintel_dagster.bench.near_duplicates import card, decode, make_corpus, shapes_canvas, variant_frames, \
     write_video
+from mediaintel_dagster.media.samples import make_audio, make_image
 from mediaintel_dagster.media.fingerprints import Item, MatchParams, align, hamming, item_distance, judge, \
     keyframe_print
 from conftest import pipeline_resources, set_home, window_of
@@ -53,6 +54,9 @@ def nd(tmp_path_factory, models_dir):
         mp.setenv("MEDIAINTEL_SHARDS", "1")  # one window: one run sees every file
         inbox = set_home(mp, h, models_dir) / "inbox"
         corpus = make_corpus(inbox, bases=1, distractors=DISTRACTORS, variants=VARIANTS, seed=11)
+        # Media without a sequence: an image (one keyframe) and speech (none) go through untouched.
+        make_image(inbox / "poster.png", "GRAND OPENING", size=(320, 180))
+        make_audio(inbox / "speech.wav", "testing one two three")
         windows = {window_of(p) for p in inbox.iterdir()}
         assert len(windows) == 1
         (window,) = windows
@@ -106,6 +110,19 @@ def test_distractors_pair_with_nothing(nd):
     station = {r["hash"] for r in kh if r["media_id"] == distractors["distractor_station0.mp4"]}
     assert station & {r["hash"] for r in kh if r["media_id"] == distractors["distractor_station1.mp4"]}, \
         "the station videos share their cards"
+
+
+def test_every_media_is_written_and_nothing_is_quarantined(nd):
+    lake, ids = nd["lake"], _ids(nd["lake"])
+    assert lake.read("quarantine").to_pylist() == []
+    latest = lake.latest_audit(["keyframe_hashes", "near_duplicates"], sorted(set(ids.values())))
+    assert {mid for (a, mid), r in latest.items() if a == "near_duplicates" and r["status"] == "written"} == set(ids.values())
+    rows = lake.read("near_duplicates").to_pylist()
+    assert not [r for r in rows if ids["poster.png"] in (r["media_id"], r["duplicate_of"])
+                or ids["speech.wav"] in (r["media_id"], r["duplicate_of"])]
+    kh = lake.read("keyframe_hashes").to_pylist()
+    assert len([r for r in kh if r["media_id"] == ids["poster.png"]]) == 1
+    assert not [r for r in kh if r["media_id"] == ids["speech.wav"]]
 
 
 def test_exact_copies_from_media_sources(nd):
