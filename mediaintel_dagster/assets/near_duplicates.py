@@ -89,7 +89,8 @@ keyframe_hashes = KEYFRAME_HASHES.asset()
 
 class LakePrints:
     """Every media's keyframe fingerprints in the lakehouse, read once per run, with a
-    vectorised Hamming search over all of them (numpy popcount: ~10 ns per hash pair)."""
+    vectorised Hamming search over all of them (numpy popcount; about 50 ms per searched
+    keyframe against a million stored ones, see docs/near_duplicates.md)."""
 
     def __init__(self, lake=None, rows: dict | None = None):
         """From the lake's `keyframe_hashes`, or from ``rows`` (those columns as lists)."""
@@ -157,8 +158,6 @@ class LakePrints:
                 v = np.asarray(vec, dtype=np.float32)
                 n = float(np.linalg.norm(v))
                 self.vectors[(mid, idx)] = (v / n if n > 0 else v)
-        self.vector_model = {mid: sorted(models, key=lambda x: (x == FALLBACK_MODEL_ID, x))[0]
-                             for mid, models in by_model.items()}
         self._items.clear()
 
 

@@ -1,6 +1,7 @@
 """Near-duplicate detection on generated variants and distractors, through the real stages.
 
-    python -m mediaintel_dagster.bench.near_duplicates [--bases 8] [--keep DIR]
+    python -m mediaintel_dagster.bench.near_duplicates [--bases 8] [--keep DIR] [--no-real]
+    python -m mediaintel_dagster.bench.near_duplicates --scale 1000000   # the search alone
 
 Generates (PyAV, libx264) several multi-shot base videos of distinct content (random
 shapes on gradients, slowly panning: every shot a new seed), and from each base, by
@@ -539,12 +540,39 @@ def print_report(result: dict, timings: dict, exact: tuple[int, int], ablated: d
     print("\ntimings (s):", ", ".join(f"{k} {v:.1f}" for k, v in timings.items()))
 
 
+def search_speed(n: int, seed: int = 0) -> dict:
+    """Seconds to load ``n`` stored keyframe fingerprints (random hashes) and to search one
+    keyframe against all of them: the cost of the lake-wide comparison as the lake grows."""
+    from ..assets.near_duplicates import LakePrints
+    from ..media.fingerprints import hex64
+
+    rng = np.random.default_rng(seed)
+    cols = {c: [hex64(int(x)) for x in rng.integers(0, 2**63, n)]
+            for c in ("hash", "hash_90", "hash_80", "hash_tl", "hash_tr", "hash_bl", "hash_br")}
+    rows = {"media_id": [f"m{i // 10}" for i in range(n)], "scene_index": [i % 10 for i in range(n)],
+            "keyframe_n": [0] * n, "keyframe_s": [float(i % 10) for i in range(n)], "informative": [True] * n, **cols}
+    t = time.perf_counter()
+    prints = LakePrints(rows=rows)
+    load = time.perf_counter() - t
+    items = prints.items("m5")
+    t = time.perf_counter()
+    for x in items:
+        prints.near(x, 16)
+    per = (time.perf_counter() - t) / len(items)
+    print(f"{n} stored keyframes: load and parse {load:.2f} s, search {per * 1000:.1f} ms per keyframe")
+    return {"load_s": load, "search_s_per_keyframe": per}
+
+
 def main(argv=None) -> dict:
     ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
     ap.add_argument("--bases", type=int, default=8)
     ap.add_argument("--keep", help="work in this folder and keep it (default: a temporary one)")
     ap.add_argument("--no-real", action="store_true", help="leave out the bases cut from real footage")
+    ap.add_argument("--scale", type=int, metavar="N",
+                    help="only time the lake-wide search against N stored keyframes (e.g. 1000000)")
     args = ap.parse_args(argv)
+    if args.scale:
+        return search_speed(args.scale)
     work = Path(args.keep) if args.keep else Path(tempfile.mkdtemp(prefix="bench-neardup-"))
     home = work / "mi"
     inbox = home / "inbox"
