@@ -94,6 +94,14 @@ def test_each_variant_pairs_with_its_base(nd):
     assert rows[ids["base0_embedded.mp4"]]["offset_s"] < -2.0  # the base starts 3 s into the longer video
     assert rows[ids["base0_trim20.mp4"]]["relation"] in ("copy", "contained_in")
     assert all(0.5 <= r["score"] <= 1.0 and r["matched_keyframes"] >= 2 for r in rows.values())
+    # Every row names both files, and one row per (media, other media, method, other location).
+    every = nd["lake"].read("near_duplicates").to_pylist()
+    assert all(r["source_uri"] and r["duplicate_source_uri"] for r in every)
+    keys = [(r["media_id"], r["duplicate_of"], r["method"], r["duplicate_source_uri"]) for r in every]
+    assert len(keys) == len(set(keys))
+    first = {r["media_id"]: r["source_uri"] for r in nd["lake"].read("media").to_pylist()}
+    assert all(r["duplicate_source_uri"] == first[r["duplicate_of"]] and r["source_uri"] == first[r["media_id"]]
+               for r in every if r["method"] == "keyframe_sequence")
 
 
 def test_distractors_pair_with_nothing(nd):

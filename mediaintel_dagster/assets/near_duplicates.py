@@ -220,6 +220,7 @@ def near_duplicates_of(run: StageRun, todo: list[dict]):
     now = utcnow()
     run.stats["lake_keyframes"] = len(prints.media)
     run.stats["lake_media_with_keyframes"] = len(prints.media_ids())
+    found: dict[str, Outcome] = {}
     for m in todo:
         mid = m["media_id"]
         try:
@@ -231,23 +232,32 @@ def near_duplicates_of(run: StageRun, todo: list[dict]):
                                  "relation": "same_bytes", "source_uri": first,
                                  "duplicate_source_uri": s["source_uri"]})
             run.stats["exact_copies"] += len(rows)
-            for found in find_duplicates(prints, mid):
-                al = found["alignment"]
-                rows.append({"media_id": mid, "duplicate_of": found["duplicate_of"], "method": "keyframe_sequence",
+            for dup in find_duplicates(prints, mid):
+                al = dup["alignment"]
+                rows.append({"media_id": mid, "duplicate_of": dup["duplicate_of"], "method": "keyframe_sequence",
                              "score": round(al.coverage, 4), "relation": al.relation,
                              "matched_keyframes": len(al.pairs), "evidence": round(al.evidence, 4),
                              "coverage": round(al.coverage_a, 4), "duplicate_coverage": round(al.coverage_b, 4),
                              "mean_hash_distance": al.mean_distance, "contradiction": round(al.contradiction, 4),
                              "speed_ratio": al.speed_ratio,
-                             "offset_s": al.offset_s})
+                             "offset_s": al.offset_s, "source_uri": first})
                 run.stats["near_duplicate_pairs"] += 1
             for r in rows:
                 r.update(code_version=NEAR_DUPLICATES_CODE_VERSION, computed_at=now)
         except Exception as exc:  # noqa: BLE001 - one media's failure quarantines it, not the run
-            yield Outcome(mid, error=MediaError(ErrorCode.DECODE_ERROR, f"{type(exc).__name__}: {exc}"))
+            found[mid] = Outcome(mid, error=MediaError(ErrorCode.DECODE_ERROR, f"{type(exc).__name__}: {exc}"))
             continue
-        yield Outcome(mid, rows=rows, media_seconds=m.get("duration_s") or 0.0,
-                      note=f"{len(rows)} duplicate row(s)")
+        found[mid] = Outcome(mid, rows=rows, media_seconds=m.get("duration_s") or 0.0,
+                             note=f"{len(rows)} duplicate row(s)")
+    # Where each duplicate is, from one read of `media`: a row says which file to look at.
+    others = sorted({r["duplicate_of"] for o in found.values() for r in o.rows if r["method"] == "keyframe_sequence"})
+    where = {r["media_id"]: r["source_uri"]
+             for r in lake.read_keys("media", "media_id", others, columns=["media_id", "source_uri"]).to_pylist()}
+    for o in found.values():
+        for r in o.rows:
+            if r["method"] == "keyframe_sequence":
+                r["duplicate_source_uri"] = where.get(r["duplicate_of"])
+        yield o
 
 
 def summarize(run: StageRun, rows) -> dict:

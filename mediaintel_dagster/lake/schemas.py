@@ -223,8 +223,9 @@ SCHEMAS: dict[str, pa.Schema] = {
             ("contradiction", pa.float64()),
             ("speed_ratio", pa.float64()),  # seconds of duplicate_of per second of media_id
             ("offset_s", pa.float64()),  # t(duplicate_of) = speed_ratio * t(media_id) + offset_s
-            ("source_uri", pa.string()),  # exact_bytes: the media's first location
-            ("duplicate_source_uri", pa.string()),  # exact_bytes: another location of the same bytes
+            ("source_uri", pa.string()),  # media_id's first location
+            # exact_bytes: another location of the same bytes; keyframe_sequence: duplicate_of's first location.
+            ("duplicate_source_uri", pa.string()),
             ("code_version", pa.string()),
             ("computed_at", TS),
         ]
