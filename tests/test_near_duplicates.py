@@ -17,7 +17,8 @@ from PIL import Image
 
 from mediaintel_dagster.assets.clip import scene_embeddings
 from mediaintel_dagster.assets.media import media_assets
-from mediaintel_dagster.assets.near_duplicates import keyframe_hashes, near_duplicate_clusters, near_duplicates
+from mediaintel_dagster.assets.near_duplicates import forget_duplicates_of, keyframe_hashes, near_duplicate_clusters, \
+    near_duplicates
 from mediaintel_dagster.assets.scenes import scenes
 from mediaintel_dagster.bench.near_duplicates import card, decode, make_corpus, shapes_canvas, variant_frames, \
     write_video
@@ -198,6 +199,19 @@ def test_a_later_media_meets_the_whole_lake(nd):
     assert frozenset((ids["late_resize50.mp4"], ids["base0.mp4"])) in _pairs(lake)
     (c,) = near_duplicate_clusters(lake)
     assert ids["late_resize50.mp4"] in {m["media_id"] for m in c["members"]}
+
+
+def test_forgetting_a_media_removes_the_pairs_others_hold_with_it(nd):
+    lake, ids = nd["lake"], _ids(nd["lake"])
+    gone = ids["base0.mp4"]  # every copy holds a pair with the base
+    before = lake.read("near_duplicates").to_pylist()
+    naming = [r for r in before if r["duplicate_of"] == gone and r["media_id"] != gone]
+    assert len(naming) >= len(VARIANTS) - 1
+    assert forget_duplicates_of(lake, [gone]) == len(naming)
+    after = lake.read("near_duplicates").to_pylist()
+    assert not [r for r in after if r["duplicate_of"] == gone and r["media_id"] != gone]
+    assert len(after) == len(before) - len(naming)
+    assert forget_duplicates_of(lake, [gone]) == 0
 
 
 # ---- pure: fingerprints ----------------------------------------------------------------------

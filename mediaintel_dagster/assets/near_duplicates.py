@@ -289,6 +289,24 @@ NEAR_DUPLICATES = Stage(
 near_duplicates = NEAR_DUPLICATES.asset()
 
 
+def forget_duplicates_of(lake, media_ids) -> int:
+    """Remove the pairs other media hold with these media (a takedown: ``lake.delete_media``
+    removes a media's own rows, keyed by media_id, but not the rows of the media it was
+    paired with, which name it and its location). Those media's other rows stay; returns
+    the rows removed."""
+    ids = sorted(set(media_ids))
+    if not ids or lake.delta_table("near_duplicates") is None:
+        return 0
+    naming = lake.read("near_duplicates", columns=["media_id"], filter=pads.field("duplicate_of").isin(ids))
+    owners = sorted(set(naming.column("media_id").to_pylist()) - set(ids))
+    if not owners:
+        return 0
+    rows = lake.read("near_duplicates", filter=pads.field("media_id").isin(owners))
+    keep = rows.filter(~pads.field("duplicate_of").isin(ids)) if rows.num_rows else rows
+    lake.replace("near_duplicates", keep, keys=[(o,) for o in owners], writer="near_duplicates")
+    return rows.num_rows - keep.num_rows
+
+
 # ---- clusters ------------------------------------------------------------------------------------
 
 def near_duplicate_clusters(lake) -> list[dict]:
@@ -372,5 +390,5 @@ def near_duplicate_clusters(lake) -> list[dict]:
     return out
 
 
-__all__ = ["KEYFRAME_HASHES", "NEAR_DUPLICATES", "LakePrints", "find_duplicates", "keyframe_hashes",
-           "near_duplicate_clusters", "near_duplicates"]
+__all__ = ["KEYFRAME_HASHES", "NEAR_DUPLICATES", "LakePrints", "find_duplicates", "forget_duplicates_of",
+           "keyframe_hashes", "near_duplicate_clusters", "near_duplicates"]
