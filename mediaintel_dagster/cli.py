@@ -440,6 +440,10 @@ def remove(media_ids: list[str], out=sys.stdout) -> int:
     ids = sorted(known)
     entries = unindex_media(lake, res["vector_index"], res["text_index"], ids)
     removed = lake.delete_media(ids, writer="remove")
+    from .assets.near_duplicates import forget_duplicates_of
+
+    # Other media's near_duplicates rows name the removed media and its location: gone too.
+    removed["near_duplicates_of_others"] = forget_duplicates_of(lake, ids)
     objects = ObjectStoreResource()
     for mid in ids:
         objects.delete_prefix(f"keyframes/{mid}")
@@ -450,6 +454,23 @@ def remove(media_ids: list[str], out=sys.stdout) -> int:
     lake.audit([{"asset": s.name, "media_id": mid, "status": "removed", "rows": 0, "table_name": s.table,
                  "code_version": "remove"} for mid in ids for s in STAGES])
     print(json.dumps({"removed": ids, "index_entries": entries, "rows": removed}), file=out)
+    return 0
+
+
+def duplicates(fmt: str = "table", out=sys.stdout) -> int:
+    """`mediaintel duplicates`: clusters of media showing the same content, each with its
+    canonical media (see assets/near_duplicates.py)."""
+    from .assets.near_duplicates import near_duplicate_clusters
+    from .resources import LakehouseResource
+
+    clusters = near_duplicate_clusters(LakehouseResource())
+    if fmt == "json":
+        print(json.dumps(clusters, default=_jsonable), file=out)
+        return 0
+    rows = [(c["cluster_id"], m["method"], m.get("relation"), m["media_id"], os.path.basename(m.get("source_uri") or ""),
+             len(m.get("sources") or []), m.get("score"))
+            for c in clusters for m in c["members"]]
+    _print_table(["cluster", "method", "relation", "media_id", "file", "locations", "score"], rows, out=out)
     return 0
 
 
@@ -578,6 +599,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--k", type=int, default=10, help="how many media (default 10)")
     p.add_argument("--json", dest="fmt", action="store_const", const="json", default="table")
 
+    p = sub.add_parser("duplicates", help="clusters of near-duplicate media (re-encoded, resized, trimmed copies)")
+    p.add_argument("--json", dest="fmt", action="store_const", const="json", default="table")
+
     p = sub.add_parser("remove", help="take media out of the lakehouse and the serving index (a takedown)")
     p.add_argument("media_ids", nargs="+", metavar="MEDIA_ID")
 
@@ -611,6 +635,8 @@ def main(argv: list[str] | None = None) -> int:
                       max_duration=args.max_duration, since=args.since, until=args.until, source=args.source)
     if args.command == "similar":
         return similar(args.target, k=args.k, fmt=args.fmt)
+    if args.command == "duplicates":
+        return duplicates(fmt=args.fmt)
     if args.command == "remove":
         return remove(args.media_ids)
     if args.command == "index":
