@@ -283,8 +283,8 @@ class LanceVectorIndexResource(VectorIndexResource):
         default_factory=lambda: config.get_int("MEDIAINTEL_INDEX_ANN_MIN_ROWS"),
         description="A table this large gets an ANN index at optimize(); smaller ones are searched exactly.",
     )
-    ann_partition_rows: int = Field(default=8192, description="Target rows per IVF partition of the ANN index.")
-    nprobes: int = Field(default=16, description="IVF partitions searched per query (more only when a filter leaves < k).")
+    ann_partition_rows: int = Field(default=4096, description="Target rows per IVF partition of the ANN index.")
+    nprobes: int = Field(default=12, description="IVF partitions searched per query (more only when a filter leaves < k).")
     refine_factor: int = Field(default=2, description="Re-rank refine_factor × k index candidates on the stored vectors.")
     exact_filter_rows: int = Field(
         default=10_000, description="A filtered query on an ANN table whose filter matches at most this many rows "
