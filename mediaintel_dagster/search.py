@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Optional
 
 import numpy as np
@@ -118,10 +118,7 @@ def search_page(text: str, k: int = 10, *, page: int = 1, flt: Optional[IndexFil
     status: dict[str, str] = {}
 
     def narrowed(item_kinds: list[str]) -> IndexFilter:
-        base = dict(flt.__dict__)
-        asked = base.get("item_kinds")
-        base["item_kinds"] = [x for x in item_kinds if not asked or x in asked]
-        return IndexFilter(**base)
+        return replace(flt, item_kinds=[x for x in item_kinds if not flt.item_kinds or x in flt.item_kinds])
 
     if "vector" in retrievers:
         if not text_kinds:
@@ -239,10 +236,8 @@ def similar_to_vectors(vectors: np.ndarray, model_id: str, k: int = 10, *, exclu
     lake = lake or LakehouseResource()
     if vector_index is None:
         vector_index, _ = default_indexes()
-    base = dict((flt or IndexFilter()).__dict__)
-    base["item_kinds"] = ["scene"]
-    base["exclude_media_ids"] = list(exclude) + list(base.get("exclude_media_ids") or [])
-    q = IndexFilter(**base)
+    flt = flt or IndexFilter()
+    q = replace(flt, item_kinds=["scene"], exclude_media_ids=list(exclude) + list(flt.exclude_media_ids or []))
     best: dict[str, dict[int, tuple[float, int]]] = {}
     for qi, vec in enumerate(np.asarray(vectors, dtype=np.float32)):
         for m in vector_index.query(model_id, vec, per_scene, q):

@@ -125,6 +125,18 @@ def pipeline_resources(h: Path, models_dir: Path, **override) -> dict:
     }
 
 
+def ingest_one_window(resources: dict, files) -> object:
+    """The real ingest_job (every stage) over the one arrival window all ``files`` fall in,
+    on the persistent instance of the current home; the run's result (not raised on error)."""
+    from mediaintel_dagster.definitions import build_defs
+    from mediaintel_dagster.instance import get_instance
+
+    windows = {window_of(p) for p in files}
+    assert len(windows) == 1, f"the files fall in several windows: {sorted(windows)}"
+    job = build_defs(resources).resolve_job_def("ingest_job")
+    return job.execute_in_process(partition_key=windows.pop(), instance=get_instance(), raise_on_error=False)
+
+
 def index_resources_at(root: Path) -> dict:
     """The embedded serving index (LanceDB vectors and keyword index) under ``root``."""
     from mediaintel_dagster.resources.lance_index import LanceTextIndexResource, LanceVectorIndexResource

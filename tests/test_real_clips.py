@@ -21,11 +21,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from mediaintel_dagster.definitions import build_defs
-from mediaintel_dagster.instance import get_instance
 from mediaintel_dagster.media.keyframes import keyframe_path
 from mediaintel_dagster.media.probe import probe
-from conftest import pipeline_resources, rows_by_file, set_home, window_of
+from conftest import ingest_one_window, pipeline_resources, rows_by_file, set_home
 
 _DATA = json.loads((Path(__file__).parent / "data" / "real_clips.json").read_text())
 LABELS, EXCERPTS = _DATA["clips"], _DATA["excerpts"]
@@ -76,11 +74,8 @@ def real(tmp_path_factory, models_dir):
                 excerpt(clip_path(LABELS[label["of"]]), inbox / name, 30.0)
             else:
                 shutil.copyfile(clip_path(label), inbox / name)  # a fresh mtime: today's window
-        windows = {window_of(p) for p in inbox.iterdir()}
-        assert len(windows) == 1
         resources = pipeline_resources(h, models_dir)
-        job = build_defs(resources).resolve_job_def("ingest_job")
-        result = job.execute_in_process(partition_key=windows.pop(), instance=get_instance(), raise_on_error=False)
+        result = ingest_one_window(resources, list(inbox.iterdir()))
         lake = resources["lake"]
         media, rows = rows_by_file(lake)
 

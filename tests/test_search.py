@@ -23,7 +23,7 @@ from mediaintel_dagster.definitions import build_defs
 from mediaintel_dagster.instance import get_instance
 from mediaintel_dagster.resources.vector_index import ENTRY_SCHEMA, KEYWORD_MODEL_ID, IndexFilter, entry_id
 from mediaintel_dagster.search import RETRIEVERS, fuse, search_page, similar_media
-from conftest import pipeline_resources, run_cli, set_home, window_of
+from conftest import ingest_one_window, pipeline_resources, run_cli, set_home, window_of
 
 
 @pytest.fixture(scope="module")
@@ -33,11 +33,8 @@ def corpus(tmp_path_factory, models_dir):
         mp.setenv("MEDIAINTEL_SHARDS", "1")
         inbox = set_home(mp, h, models_dir) / "inbox"
         paths = retrieval.make_corpus(inbox / "topics")
-        windows = {window_of(p) for p in paths.values()}
-        assert len(windows) == 1
         res = pipeline_resources(h, models_dir)
-        job = build_defs(res).resolve_job_def("ingest_job")
-        result = job.execute_in_process(partition_key=windows.pop(), instance=get_instance(), raise_on_error=False)
+        result = ingest_one_window(res, paths.values())
         lake = res["lake"]
         by_uri = {r["source_uri"]: r["media_id"] for r in lake.read("media_sources").to_pylist()}
         media_of = {name: by_uri[str(p.absolute())] for name, p in paths.items()}

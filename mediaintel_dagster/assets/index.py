@@ -145,7 +145,7 @@ def index_media(lake: LakehouseResource, vector_index: VectorIndexResource, text
     for model_id, table in vectors.items():
         if table.num_rows:
             stats["vectors_upserted"] += vector_index.upsert(model_id, table)
-        dim = len(table.column("vector")[0].as_py()) if table.num_rows else None
+        dim = len(table.column("vector")[0]) if table.num_rows else None
         rows.append(entries_rows(table, model_id, backend, dim))
         new_ids.update(table.column("entry_id").to_pylist())
     if text.num_rows:
@@ -154,18 +154,21 @@ def index_media(lake: LakehouseResource, vector_index: VectorIndexResource, text
     new_ids.update(text.column("entry_id").to_pylist())
 
     # Then what the media no longer have (after the upserts: never a moment with neither).
-    stale: dict[tuple[str, str], list[str]] = {}
-    for r in old.to_pylist():
-        if r["entry_id"] not in new_ids:
-            stale.setdefault((r["backend"], r["model_id"]), []).append(r["entry_id"])
-    for (be, model_id), gone in sorted(stale.items()):
-        if be == KEYWORD_BACKEND:
-            text_index.delete(gone)
-        else:
-            vector_index.delete(model_id, gone)
-        stats["entries_deleted"] += len(gone)
+    stats["entries_deleted"] += delete_entries(vector_index, text_index,
+                                               [r for r in old.to_pylist() if r["entry_id"] not in new_ids])
     out = pa.concat_tables(rows) if rows else schemas.schema("index_entries").empty_table()
     return out, dict(stats)
+
+
+def delete_entries(vector_index: VectorIndexResource, text_index: TextIndexResource, entries: Iterable[dict]) -> int:
+    """Delete these `index_entries` rows' entries from the index they live in (the keyword
+    index, or the vector index's table/namespace of their model); the count."""
+    groups: dict[tuple[str, str], list[str]] = {}
+    for r in entries:
+        groups.setdefault((r["backend"], r["model_id"]), []).append(r["entry_id"])
+    for (be, model_id), gone in sorted(groups.items()):
+        (text_index.delete(gone) if be == KEYWORD_BACKEND else vector_index.delete(model_id, gone))
+    return sum(len(g) for g in groups.values())
 
 
 def unindex_media(lake: LakehouseResource, vector_index: VectorIndexResource, text_index: TextIndexResource,
@@ -173,11 +176,7 @@ def unindex_media(lake: LakehouseResource, vector_index: VectorIndexResource, te
     """Delete every entry of these media from the index and (``write``) from `index_entries`
     (a media removed from the lakehouse, or whose upstream check failed); the count deleted."""
     old = old_entries(lake, ids, [vector_index.backend, KEYWORD_BACKEND])
-    groups: dict[tuple[str, str], list[str]] = {}
-    for r in old.to_pylist():
-        groups.setdefault((r["backend"], r["model_id"]), []).append(r["entry_id"])
-    for (be, model_id), gone in sorted(groups.items()):
-        (text_index.delete(gone) if be == KEYWORD_BACKEND else vector_index.delete(model_id, gone))
+    delete_entries(vector_index, text_index, old.to_pylist())
     if ids and write:
         lake.replace("index_entries", [], keys=[(m, b) for m in ids for b in (vector_index.backend, KEYWORD_BACKEND)],
                      writer="index_entries")

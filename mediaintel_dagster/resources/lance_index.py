@@ -214,6 +214,13 @@ def _merge_insert(table, data: pa.Table, retries: int) -> None:
     _retry(attempt, f"upsert into {table.name}", retries)
 
 
+def _delete_ids(table, ids: list[str], retries: int) -> None:
+    """Delete rows by entry_id, in chunks that keep each predicate a reasonable size."""
+    for start in range(0, len(ids), _ID_CHUNK):
+        pred = _ids_predicate(ids[start:start + _ID_CHUNK])
+        _retry(lambda: table.delete(pred), f"delete from {table.name}", retries)
+
+
 def _dedupe_last(entries: pa.Table) -> pa.Table:
     """Keep the last row of each entry_id (merge_insert refuses two source rows per key)."""
     ids = entries.column("entry_id").to_pylist()
@@ -368,9 +375,7 @@ class LanceVectorIndexResource(VectorIndexResource):
         table = self._table(model_id)
         if table is None or not ids:
             return len(ids)
-        for start in range(0, len(ids), _ID_CHUNK):
-            pred = _ids_predicate(ids[start:start + _ID_CHUNK])
-            _retry(lambda: table.delete(pred), f"delete from {table.name}", self.max_commit_retries)
+        _delete_ids(table, ids, self.max_commit_retries)
         return len(ids)
 
     def drop(self, model_id: str) -> None:
@@ -556,9 +561,7 @@ class LanceTextIndexResource(TextIndexResource):
         table = self._table()
         if table is None or not ids:
             return len(ids)
-        for start in range(0, len(ids), _ID_CHUNK):
-            pred = _ids_predicate(ids[start:start + _ID_CHUNK])
-            _retry(lambda: table.delete(pred), f"delete from {table.name}", self.max_commit_retries)
+        _delete_ids(table, ids, self.max_commit_retries)
         return len(ids)
 
     def search(self, text: str, k: int, flt: Optional[IndexFilter] = None) -> list[Match]:
