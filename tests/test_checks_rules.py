@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+from datetime import datetime, timezone
 
 import numpy as np
 import pytest
@@ -165,8 +166,91 @@ def test_real_models_dimension_and_unit_norm_by_default():
                     ctx(embedding_dims={minilm: 383})) == []
 
 
+def entry(mid=MID, kind="segment", i=0, model="minilm@1", backend="lancedb", dim=384, **kw):
+    row = {"entry_id": f"{mid}:{kind}:{i}:{model}", "media_id": mid, "item_kind": kind, "item_index": i,
+           "model_id": model, "backend": backend, "namespace": "t", "dim": dim,
+           "indexed_at": datetime.now(timezone.utc), "code_version": "index_entries@1"}
+    row.update(kw)
+    return row
+
+
+def test_index_entries_rules():
+    kw = "lancedb-fts/bm25@1"
+    good = [entry(), entry(i=1), entry(kind="scene", model="clip@1", dim=512),
+            entry(model=kw, backend="lancedb-fts", dim=None), entry(backend="pinecone")]
+    assert evaluate("index_entries", to_arrow("index_entries", good), ctx()) == []
+    cases = {
+        "entry_id_deterministic": [entry(entry_id=f"{MID}:segment:7:minilm@1")],
+        "dim_matches_backend": [entry(model=kw, backend="lancedb-fts", dim=384)],
+        "dim_per_model": [entry(), entry(i=1, dim=768)],
+        "media_exists": [entry("f" * 16)],
+        "in_set:backend": [entry(backend="faiss")],
+        "unique:entry_id+backend": [entry(), entry()],
+        "not_null:namespace": [entry(namespace=None)],
+    }
+    for rule, rows in cases.items():
+        assert rules(evaluate("index_entries", to_arrow("index_entries", rows), ctx())) == [rule], rule
+
+
+def keyframe_hash(mid=MID, scene=0, n=0, **kw):
+    h = "0123456789abcdef"
+    row = {"media_id": mid, "scene_index": scene, "keyframe_n": n, "keyframe_s": 1.0 + scene,
+           "keyframe_uri": f"/k/{mid}/{scene}.jpg", "hash": h, "hash_90": h, "hash_80": h, "hash_tl": h,
+           "hash_tr": h, "hash_bl": h, "hash_br": h, "informative": True, "low_info_reason": None,
+           "luma_mean": 100.0, "luma_std": 40.0, "edge_density": 0.2, "content_width": 320,
+           "content_height": 180, "bar_top": 0, "bar_bottom": 0, "bar_left": 0, "bar_right": 0,
+           "code_version": "keyframe_hashes@1"}
+    row.update(kw)
+    return row
+
+
+def test_keyframe_hashes_rules():
+    good = [keyframe_hash(), keyframe_hash(n=1), keyframe_hash(scene=1, informative=False, low_info_reason="near_black")]
+    assert evaluate("keyframe_hashes", to_arrow("keyframe_hashes", good), ctx()) == []
+    cases = {
+        "hash_64_bit": [keyframe_hash(hash="0123"), keyframe_hash(n=1, hash_tl="zz23456789abcdef")],
+        "low_info_reason": [keyframe_hash(informative=False)],
+        "in_set:low_info_reason": [keyframe_hash(informative=False, low_info_reason="boring")],
+        "between:edge_density": [keyframe_hash(edge_density=1.5)],
+        "unique:media_id+scene_index+keyframe_n": [keyframe_hash(), keyframe_hash()],
+        "not_null:hash": [keyframe_hash(hash=None)],
+    }
+    for rule, rows in cases.items():
+        assert rules(evaluate("keyframe_hashes", to_arrow("keyframe_hashes", rows), ctx())) == [rule], rule
+
+
+def duplicate(mid=MID, of=MID2, method="keyframe_sequence", **kw):
+    row = {"media_id": mid, "duplicate_of": of, "method": method, "score": 0.9, "relation": "copy",
+           "matched_keyframes": 5, "evidence": 4.2, "coverage": 0.9, "duplicate_coverage": 0.85,
+           "mean_hash_distance": 3.0, "contradiction": 0.0, "speed_ratio": 1.0, "offset_s": 0.0,
+           "source_uri": f"/in/{mid}.mp4", "duplicate_source_uri": f"/in/{of}.mp4",
+           "code_version": "near_duplicates@1", "computed_at": datetime.now(timezone.utc)}
+    row.update(kw)
+    return row
+
+
+def test_near_duplicates_rules():
+    good = [duplicate(), duplicate(of=MID, method="exact_bytes", score=1.0, relation="same_bytes",
+                                   duplicate_source_uri="/in/copy.mp4")]
+    assert evaluate("near_duplicates", to_arrow("near_duplicates", good), ctx()) == []
+    cases = {
+        "between:score": [duplicate(score=1.2)],
+        "pair_consistent": [duplicate(of=MID)],
+        "in_set:relation": [duplicate(relation="similar")],
+        "media_exists": [duplicate("f" * 16)],
+        "unique:media_id+duplicate_of+method+duplicate_source_uri": [duplicate(), duplicate(score=0.8)],
+    }
+    for rule, rows in cases.items():
+        assert rules(evaluate("near_duplicates", to_arrow("near_duplicates", rows), ctx())) == [rule], rule
+    # exact copies are the media's own other locations, at score 1
+    bad = duplicate(of=MID, method="exact_bytes", score=0.5, relation="same_bytes")
+    assert rules(evaluate("near_duplicates", to_arrow("near_duplicates", [bad]), ctx())) == ["pair_consistent"]
+
+
 def test_every_contract_table_has_a_spec():
-    assert set(SPECS) == {"media", "media_sources", "scenes", "transcript_segments", "ocr_text", "embeddings"}
+    # every table a stage writes, except the bookkeeping ones (audit, quarantine, stage state)
+    assert set(SPECS) == {"media", "media_sources", "scenes", "transcript_segments", "ocr_text", "embeddings",
+                          "index_entries", "keyframe_hashes", "near_duplicates"}
     assert all(spec.blocking for spec in SPECS.values())
 
 
@@ -182,6 +266,11 @@ def test_great_expectations_engine_agrees_with_arrow():
     seg[1]["language"] = "xx"
     t = to_arrow("transcript_segments", seg)
     assert rules(evaluate("transcript_segments", t, ctx(), engine="ge")) == ["in_set:language"]
+    # compound keys and nullable value sets, named alike by both engines
+    hashes = to_arrow("keyframe_hashes", [keyframe_hash(), keyframe_hash(),
+                                          keyframe_hash(n=1, informative=False, low_info_reason="near_black")])
+    assert rules(evaluate("keyframe_hashes", hashes, ctx(), engine="ge")) == rules(
+        evaluate("keyframe_hashes", hashes, ctx())) == ["unique:media_id+scene_index+keyframe_n"]
 
 
 def test_drift_measures():

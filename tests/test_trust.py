@@ -150,20 +150,29 @@ def _vectors(mid, n, dim, model="minilm@1", seed=0):
              "vector": (v / np.linalg.norm(v)).tolist()} for i, v in enumerate(rng.normal(size=(n, dim)))]
 
 
-@pytest.mark.parametrize("table", ["transcript_segments", "embeddings"])
+def _hashes(mid, n, bad_hash=None):
+    rows = [{"media_id": mid, "scene_index": i, "keyframe_n": 0, "keyframe_s": 0.1 + i, "hash": "0123456789abcdef",
+             "informative": True} for i in range(n)]
+    if bad_hash:
+        rows[-1]["hash"] = bad_hash
+    return rows
+
+
+@pytest.mark.parametrize("table", ["transcript_segments", "embeddings", "keyframe_hashes"])
 def test_failed_stage_check_blocks_downstream(home, media_dir, table):
     instance, res, partition, _ = _ingest(home, media_dir)
     lake = res["lake"]
     media = lake.read("media").to_pylist()[0]
     mid, dur = media["media_id"], media["duration_s"]
-    downstream = "text_embeddings" if table == "transcript_segments" else "index_entries"
+    downstream = {"transcript_segments": "text_embeddings", "embeddings": "index_entries",
+                  "keyframe_hashes": "near_duplicates"}[table]
     stage, after = _stub_stage(table, downstream)
     assets = [media_assets, stage, after]
     checks = build_checks(assets)
     assert f"check_{table}_contract" in {k.name for c in checks for k in c.check_keys}
 
-    good = (_segments(mid, [(0.0, dur / 2), (dur / 2, dur)]) if table == "transcript_segments"
-            else _vectors(mid, 4, 384))
+    good = {"transcript_segments": lambda: _segments(mid, [(0.0, dur / 2), (dur / 2, dur)]),
+            "embeddings": lambda: _vectors(mid, 4, 384), "keyframe_hashes": lambda: _hashes(mid, 3)}[table]()
     lake.replace(table, good)
     ok = _run(instance, res, partition, assets, checks)
     assert _checks(ok)[f"check_{table}_contract"].passed and downstream in RAN
@@ -171,10 +180,12 @@ def test_failed_stage_check_blocks_downstream(home, media_dir, table):
     if table == "transcript_segments":  # a segment past the media's end
         bad = _segments(mid, [(0.0, dur / 2), (dur / 2, dur + 5.0)])
         rule = "inside_media"
-    else:  # one vector of the wrong dimension for its model
+    elif table == "embeddings":  # one vector of the wrong dimension for its model
         bad = _vectors(mid, 4, 384)
         bad[3]["vector"] = bad[3]["vector"][:383]
         rule = "dimension_per_model"
+    else:  # a fingerprint cut short: near_duplicates would compare garbage
+        bad, rule = _hashes(mid, 3, bad_hash="0123456789abcde"), "hash_64_bit"
     lake.replace(table, bad)
     result = _run(instance, res, partition, assets, checks)
     ev = _checks(result)[f"check_{table}_contract"]

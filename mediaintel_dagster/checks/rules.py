@@ -36,6 +36,13 @@ WHISPER_LANGUAGES = frozenset(
 )
 MEDIA_KINDS = ("video", "audio", "image")
 ITEM_KINDS = ("scene", "segment", "ocr")
+# index_entries.backend: the vector backends (resources/lance_index.py, pinecone_index.py) and
+# the keyword index's (copied, like the languages, so that a check never imports a backend).
+KEYWORD_BACKEND = "lancedb-fts"
+INDEX_BACKENDS = ("lancedb", "pinecone", KEYWORD_BACKEND)
+LOW_INFO_REASONS = ("near_black", "near_uniform", "low_edges")  # media/fingerprints.py
+DUPLICATE_METHODS = ("exact_bytes", "keyframe_sequence")
+DUPLICATE_RELATIONS = ("same_bytes", "copy", "contained_in", "contains")
 EXAMPLES = 5  # failing values shown per finding
 
 # The real models' vector lengths, all unit norm (the stages normalise their vectors):
@@ -270,13 +277,24 @@ def rule_media_streams(rows: pa.Table, ctx: RuleContext) -> list[Finding]:
                     bad[:EXAMPLES])] if bad else []
 
 
-def rule_sources_reference_media(rows: pa.Table, ctx: RuleContext) -> list[Finding]:
-    """Every media_sources row points at a media row (content probed or being probed)."""
-    if ctx.media_ids is None:
-        return []
-    bad = sorted({m for m in rows.column("media_id").to_pylist() if m is not None and m not in ctx.media_ids})
-    return [Finding("media_exists", f"{len(bad)} media_id(s) in media_sources have no media row", len(bad),
-                    bad[:EXAMPLES])] if bad else []
+def references_media(table: str) -> Rule:
+    """A rule: every row of ``table`` belongs to a media row (no orphans that search or a
+    join would serve for content the lake no longer has)."""
+
+    def rule(rows: pa.Table, ctx: RuleContext) -> list[Finding]:
+        if ctx.media_ids is None:
+            return []
+        bad = sorted({m for m in rows.column("media_id").to_pylist() if m is not None and m not in ctx.media_ids})
+        return [Finding("media_exists", f"{len(bad)} media_id(s) in {table} have no media row", len(bad),
+                        bad[:EXAMPLES])] if bad else []
+
+    rule.__name__ = f"rule_{table}_reference_media"
+    rule.__doc__ = f"Every {table} row points at a media row."
+    return rule
+
+
+# media_sources rows point at a media row (content probed or being probed).
+rule_sources_reference_media = references_media("media_sources")
 
 
 def _interval_rules(rows: pa.Table, ctx: RuleContext, index: str, what: str) -> list[Finding]:
@@ -372,6 +390,78 @@ def rule_ocr_text_not_blank(rows: pa.Table, ctx: RuleContext) -> list[Finding]:
     bad = [[r["media_id"], r["scene_index"]] for r in rows.select(["media_id", "scene_index", "text"]).to_pylist()
            if r["text"] is not None and not r["text"].strip()]
     return [Finding("text_not_blank", f"{len(bad)} OCR lines are blank", len(bad), bad[:EXAMPLES])] if bad else []
+
+
+def rule_entry_ids(rows: pa.Table, ctx: RuleContext) -> list[Finding]:
+    """entry_id is ``media_id:item_kind:item_index:model_id`` (resources/vector_index.py): the id
+    the backend holds is the id the lake names, so a rerun overwrites and a removal finds it."""
+    bad = []
+    for r in rows.select(["entry_id", "media_id", "item_kind", "item_index", "model_id"]).to_pylist():
+        if None in r.values():
+            continue  # the not_null expectations say so
+        if r["entry_id"] != f"{r['media_id']}:{r['item_kind']}:{r['item_index']}:{r['model_id']}":
+            bad.append(r["entry_id"])
+    return [Finding("entry_id_deterministic", f"{len(bad)} entry_id(s) are not media_id:item_kind:item_index:model_id",
+                    len(bad), bad[:EXAMPLES])] if bad else []
+
+
+def rule_entry_dims(rows: pa.Table, ctx: RuleContext) -> list[Finding]:
+    """A vector entry has its vector's length, one per model; a keyword entry has none."""
+    bad = []
+    dims: dict[tuple, set] = defaultdict(set)
+    for r in rows.select(["entry_id", "backend", "model_id", "dim"]).to_pylist():
+        keyword = r["backend"] == KEYWORD_BACKEND
+        if keyword != (r["dim"] is None) or (r["dim"] is not None and r["dim"] < 1):
+            bad.append([r["entry_id"], r["backend"], r["dim"]])
+        elif r["dim"] is not None:
+            dims[(r["backend"], r["model_id"])].add(r["dim"])
+    mixed = [[b, m, sorted(d)] for (b, m), d in dims.items() if len(d) > 1]
+    out = []
+    if bad:
+        out.append(Finding("dim_matches_backend", f"{len(bad)} entries have a dim their backend does not hold "
+                           "(vectors: >= 1; keyword: null)", len(bad), bad[:EXAMPLES]))
+    if mixed:
+        out.append(Finding("dim_per_model", f"{len(mixed)} models are indexed at several dims", len(mixed),
+                           mixed[:EXAMPLES]))
+    return out
+
+
+HASH_COLUMNS = ("hash", "hash_90", "hash_80", "hash_tl", "hash_tr", "hash_bl", "hash_br")
+
+
+def rule_hashes_are_64_bit(rows: pa.Table, ctx: RuleContext) -> list[Finding]:
+    """Every fingerprint is 16 lower-case hex digits (a 64-bit pHash; media/fingerprints.py)."""
+    hexdigits = set("0123456789abcdef")
+    bad = []
+    cols = [c for c in HASH_COLUMNS if c in rows.column_names]
+    for r in rows.select(["media_id", "scene_index", "keyframe_n", *cols]).to_pylist():
+        for c in cols:
+            v = r[c]
+            if v is not None and (len(v) != 16 or not set(v) <= hexdigits):
+                bad.append([r["media_id"], r["scene_index"], r["keyframe_n"], c, v])
+    return [Finding("hash_64_bit", f"{len(bad)} hashes are not 16 hex digits", len(bad), bad[:EXAMPLES])] if bad else []
+
+
+def rule_low_info_has_reason(rows: pa.Table, ctx: RuleContext) -> list[Finding]:
+    """A keyframe that is no evidence says why, and only such a keyframe has a reason."""
+    bad = [[r["media_id"], r["scene_index"], r["keyframe_n"], r["informative"], r["low_info_reason"]]
+           for r in rows.select(["media_id", "scene_index", "keyframe_n", "informative", "low_info_reason"]).to_pylist()
+           if r["informative"] is not None and r["informative"] == (r["low_info_reason"] is not None)]
+    return [Finding("low_info_reason", f"{len(bad)} keyframes' informative flag and reason disagree", len(bad),
+                    bad[:EXAMPLES])] if bad else []
+
+
+def rule_duplicate_pairs(rows: pa.Table, ctx: RuleContext) -> list[Finding]:
+    """An exact_bytes row is one content at another location (media_id == duplicate_of, score 1);
+    a keyframe_sequence row pairs two different media."""
+    bad = []
+    for r in rows.select(["media_id", "duplicate_of", "method", "score"]).to_pylist():
+        if r["method"] == "exact_bytes" and (r["media_id"] != r["duplicate_of"] or r["score"] != 1.0):
+            bad.append([r["media_id"], r["duplicate_of"], r["method"], r["score"]])
+        elif r["method"] == "keyframe_sequence" and r["media_id"] == r["duplicate_of"]:
+            bad.append([r["media_id"], r["duplicate_of"], r["method"], r["score"]])
+    return [Finding("pair_consistent", f"{len(bad)} duplicate rows contradict their method", len(bad),
+                    bad[:EXAMPLES])] if bad else []
 
 
 def vector_norms(rows: pa.Table) -> dict[str, np.ndarray]:
@@ -470,6 +560,38 @@ SPECS: dict[str, TableSpec] = {
         value_sets={"item_kind": ITEM_KINDS},
         rules=(rule_embedding_dimension, rule_embedding_norm),
         description="one vector per item and model; one dimension per model_id; finite, non-zero norms",
+    ),
+    "index_entries": TableSpec(
+        "index_entries", keys=("entry_id", "backend"),
+        not_null=("media_id", "item_kind", "item_index", "model_id", "namespace", "indexed_at"),
+        ranges={"item_index": (0, None), "dim": (1, None)},
+        value_sets={"item_kind": ITEM_KINDS, "backend": INDEX_BACKENDS},
+        rules=(references_media("index_entries"), rule_entry_ids, rule_entry_dims),
+        description=("one row per entry served, per backend; entry_id = media_id:item_kind:item_index:model_id; "
+                     "vector entries have one dim per model, keyword entries none; every entry's media exists"),
+    ),
+    "keyframe_hashes": TableSpec(
+        "keyframe_hashes", keys=("media_id", "scene_index", "keyframe_n"),
+        not_null=("keyframe_s", "hash", "informative"),
+        ranges={"scene_index": (0, None), "keyframe_n": (0, None), "keyframe_s": (0.0, None),
+                "luma_mean": (0.0, 255.0), "luma_std": (0.0, 255.0), "edge_density": (0.0, 1.0),
+                "content_width": (1, None), "content_height": (1, None),
+                "bar_top": (0, None), "bar_bottom": (0, None), "bar_left": (0, None), "bar_right": (0, None)},
+        value_sets={"low_info_reason": LOW_INFO_REASONS},
+        rules=(references_media("keyframe_hashes"), rule_hashes_are_64_bit, rule_low_info_has_reason),
+        description=("one row per keyframe; 64-bit hashes as 16 hex digits; a keyframe that is no evidence "
+                     "says why; luma and edge statistics in range"),
+    ),
+    "near_duplicates": TableSpec(
+        "near_duplicates", keys=("media_id", "duplicate_of", "method", "duplicate_source_uri"),
+        not_null=("score", "relation", "source_uri", "computed_at"),
+        ranges={"score": (0.0, 1.0), "coverage": (0.0, 1.0), "duplicate_coverage": (0.0, 1.0),
+                "contradiction": (0.0, 1.0), "mean_hash_distance": (0.0, 64.0), "matched_keyframes": (0, None),
+                "evidence": (0.0, None), "speed_ratio": (0.0, None)},
+        value_sets={"method": DUPLICATE_METHODS, "relation": DUPLICATE_RELATIONS},
+        rules=(references_media("near_duplicates"), rule_duplicate_pairs),
+        description=("one row per (media, duplicate, method, location); score, coverages and contradiction "
+                     "in [0, 1]; exact_bytes rows are the media's own other locations"),
     ),
 }
 
