@@ -3,6 +3,9 @@
 PYTHON ?= $(shell command -v python3.11 || command -v python3)
 VENV   := .venv
 STAMP  := $(VENV)/.installed-stamp
+# The page and UI tests drive Debian's chromium through playwright (never a downloaded browser).
+BROWSER_STAMP := $(VENV)/.browser-stamp
+SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export MEDIAINTEL_HOME ?= $(CURDIR)/.mediaintel
 export DAGSTER_HOME ?= $(MEDIAINTEL_HOME)/dagster
 
@@ -19,7 +22,12 @@ $(STAMP): pyproject.toml
 demo: $(STAMP)
 	$(VENV)/bin/mediaintel demo
 
-test: $(STAMP)
+$(BROWSER_STAMP): $(STAMP)
+	command -v chromium >/dev/null 2>&1 || { $(SUDO) apt-get update -qq && \
+		$(SUDO) env DEBIAN_FRONTEND=noninteractive apt-get install -y -qq chromium >/dev/null; }
+	touch $@
+
+test: $(STAMP) $(BROWSER_STAMP)
 	$(VENV)/bin/python -m pytest -q -ra
 
 # The Dagster UI on http://127.0.0.1:3000 over the same instance the CLI writes to.
