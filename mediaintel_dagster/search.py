@@ -17,6 +17,15 @@ rank and raw score, and the query words found in its text). Filters (media kind,
 duration, language, arrival date, source prefix) are pushed into every retriever, so a
 page of filtered results is as deep as an unfiltered one. Pages are ``k`` long.
 
+Weak matches are left out, on the retrievers' raw similarities (fused ranks alone cannot
+say a match is weak: every query has a first hit): a hit that only the text-vector
+retriever found needs a cosine of at least ``min_score`` (MEDIAINTEL_SEARCH_MIN_SCORE) and
+at least MEDIAINTEL_SEARCH_RELATIVE_SCORE times the query's best cosine; a picture hit the
+same with MEDIAINTEL_SEARCH_MIN_PICTURE_SCORE (CLIP's text-to-image cosines run lower); a
+keyword hit holds a word of the query and always stays. ``min_score=0`` keeps every hit.
+``Page.notes`` says why a page is short or empty (scenes unsearchable without CLIP
+weights, hits left out as weak, no media matching the filters).
+
 ``similar(media_id or file)`` finds the media and scenes nearest a media's keyframes.
 """
 
@@ -29,6 +38,7 @@ from typing import Optional
 
 import numpy as np
 
+from . import config
 from .resources.clip import FALLBACK_MODEL_ID, ClipResource
 from .resources.lakehouse import LakehouseResource
 from .resources.text_embedder import TextEmbedderResource
@@ -73,6 +83,9 @@ class Page:
     k: int
     candidates: int  # distinct items the retrievers returned for this query
     retrievers: dict  # retriever -> 'used' or why it was not
+    notes: list[str] = field(default_factory=list)  # why the page is short or empty, for people
+    below_min_score: int = 0  # candidates left out as weak matches (see the module docstring)
+    min_score: Optional[float] = None  # the text-vector cosine floor this search used
 
 
 def _words(text: str) -> list[str]:
@@ -91,12 +104,19 @@ def search_page(text: str, k: int = 10, *, page: int = 1, flt: Optional[IndexFil
                 retrievers: Sequence[str] = RETRIEVERS, kinds: Optional[Sequence[str]] = None,
                 lake: Optional[LakehouseResource] = None, text_embedder: Optional[TextEmbedderResource] = None,
                 clip: Optional[ClipResource] = None, vector_index: Optional[VectorIndexResource] = None,
-                text_index: Optional[TextIndexResource] = None) -> Page:
-    """Page ``page`` (from 1) of the ``k`` best items for ``text``: see the module docstring."""
+                text_index: Optional[TextIndexResource] = None, min_score: Optional[float] = None) -> Page:
+    """Page ``page`` (from 1) of the ``k`` best items for ``text``: see the module docstring.
+
+    ``min_score``: the cosine a hit only the text-vector retriever found needs (None: the
+    configured MEDIAINTEL_SEARCH_MIN_SCORE; 0 keeps every hit, however weak)."""
     if not text or not text.strip():
         raise ValueError("empty query")
     if k < 1 or page < 1:
         raise ValueError("k and page must be at least 1")
+    min_score = config.get_float("MEDIAINTEL_SEARCH_MIN_SCORE") if min_score is None else float(min_score)
+    if not 0.0 <= min_score <= 1.0:
+        raise ValueError(f"min_score is a cosine similarity between 0 and 1, got {min_score:g}")
+    kinds_given = list(kinds) if kinds else None
     kinds = list(kinds or KINDS)
     unknown = set(kinds) - set(KINDS)
     if unknown:
@@ -149,10 +169,87 @@ def search_page(text: str, k: int = 10, *, page: int = 1, flt: Optional[IndexFil
             status["keyword"] = "used"
 
     fused = fuse(lists)
+    kept = strong_matches(fused, lists, min_score) if min_score > 0 else fused
     start = (page - 1) * k
-    chosen = fused[start:start + k]
-    return Page(hits=_describe(lake, chosen, _words(text)), page=page, k=k, candidates=len(fused),
-                retrievers=status)
+    chosen = kept[start:start + k]
+    hits = _describe(lake, chosen, _words(text))
+    dropped = len(fused) - len(kept)
+    notes = _notes(status, counts, clip, kinds_asked=kinds_given, retrievers=list(retrievers), lists=lists,
+                   flt=flt, dropped=dropped, min_score=min_score, found=len(kept), page=page, k=k,
+                   short=len(hits) < k)
+    return Page(hits=hits, page=page, k=k, candidates=len(fused), retrievers=status, notes=notes,
+                below_min_score=dropped, min_score=min_score)
+
+
+def strong_matches(fused: list[dict], lists: dict[str, list[Match]], min_score: float,
+                   min_picture_score: Optional[float] = None, relative: Optional[float] = None) -> list[dict]:
+    """The fused items that are not weak matches, in their order: an item stays when the
+    keyword retriever found it (it holds a word of the query), or when a vector retriever
+    found it with a cosine at least its floor (``min_score`` for text vectors,
+    ``min_picture_score`` for CLIP's picture vectors) and at least ``relative`` times that
+    retriever's best cosine for this query."""
+    if min_picture_score is None:
+        min_picture_score = config.get_float("MEDIAINTEL_SEARCH_MIN_PICTURE_SCORE")
+    if relative is None:
+        relative = config.get_float("MEDIAINTEL_SEARCH_RELATIVE_SCORE")
+    best = {r: max(float(m.score) for m in ms) for r, ms in lists.items() if ms}
+    floors = {"vector": min_score, "picture": min_picture_score}
+
+    def strong(it: dict) -> bool:
+        for w in it["why"]:
+            r = w["retriever"]
+            if r not in floors:  # keyword: BM25 found a query word in it
+                return True
+            if w["score"] >= max(floors[r], relative * best.get(r, 0.0)):
+                return True
+        return False
+
+    return [it for it in fused if strong(it)]
+
+
+def _plural(n: int, word: str) -> str:
+    return f"{n} {word}{'' if n == 1 else 's'}"
+
+
+def _notes(status: dict, counts: dict, clip: ClipResource, *, kinds_asked, retrievers, lists, flt: IndexFilter,
+           dropped: int, min_score: float, found: int, page: int, k: int, short: bool) -> list[str]:
+    """Why a page holds fewer than k hits (or none), a sentence each, for people. That
+    scenes cannot be searched by text is said when scenes were asked for by name (or the
+    picture retriever alone) or nothing was found; otherwise it is in ``retrievers``."""
+    notes = []
+    scenes_named = (kinds_asked and "scene" in kinds_asked) or retrievers == ["picture"]
+    scenes_asked = "picture" in retrievers and (kinds_asked is None or "scene" in kinds_asked)
+    if scenes_asked and status.get("picture") != "used" and (scenes_named or not found):
+        clip_id, _ = clip.route()
+        if clip_id == FALLBACK_MODEL_ID:
+            ran = f" (scene_embeddings ran {FALLBACK_MODEL_ID})" if counts.get(FALLBACK_MODEL_ID) else ""
+            notes.append(f"no scene vectors searchable by text: CLIP weights are not installed{ran}")
+        elif not counts.get(clip_id):
+            notes.append(f"no scene vectors searchable by text: the index holds no vectors of {clip_id} yet "
+                         "(scene_embeddings and index_entries have not run with these CLIP weights)")
+    if not short:
+        return notes
+    if dropped:
+        notes.append(f"{_plural(dropped, 'hit')} below the minimum score {min_score:g} "
+                     f"{'was' if dropped == 1 else 'were'} left out")
+    if not any(lists.values()):
+        if not sum(counts.values()):
+            notes.append("the serving index is empty: no media have been processed yet")
+        elif "vector" in lists or "picture" in lists:
+            # A vector query returns the nearest entries whatever the text: none means that
+            # no entry of the asked kinds passes the filters.
+            notes.append("no media match the filters" if _filtered(flt) else "no items of the asked kinds")
+        elif "keyword" in lists:
+            notes.append("no item holds a word of the query" + (" among the media that match the filters"
+                                                                 if _filtered(flt) else ""))
+    elif page > 1 and found <= (page - 1) * k:
+        notes.append(f"page {page} is past the last hit: the query has {_plural(found, 'hit')} "
+                     f"({_plural(-(-found // k), 'page')} of {k})")
+    return notes
+
+
+def _filtered(flt: IndexFilter) -> bool:
+    return not replace(flt, item_kinds=None).is_empty()
 
 
 def search(text: str, k: int = 10, **kwargs) -> list[Hit]:
