@@ -15,7 +15,7 @@ PKG = Path(__file__).resolve().parents[1] / "mediaintel_dagster"
 # (cli/api -> definitions -> assets, checks, sensors, jobs -> resources -> media, lake, config)
 LAYERS = [
     {"config", "lake", "media"},
-    {"resources", "partitions", "monitoring", "instance"},
+    {"resources", "partitions", "monitoring", "instance", "reports"},
     {"checks", "jobs"},
     {"assets", "sensors"},
     {"definitions", "lineage", "search"},
