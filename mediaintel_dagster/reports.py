@@ -107,14 +107,15 @@ REPORTS: dict[str, Report] = {r.name: r for r in (
         """),
     Report(
         "top-onscreen-terms", "Top on-screen terms",
-        "The 25 words read most often on keyframes (OCR), lowercased, three letters or more: how "
-        "many times, on how many media, and an example line.",
+        "The 25 words read most often on keyframes (OCR), lowercased, three letters or more and "
+        "not a stopword: how many times, on how many media, and an example line.",
         """
         WITH words AS (
             SELECT media_id, text, unnest(regexp_extract_all(lower(text), '[\\pL\\pN]+')) AS term
             FROM ocr_text)
         SELECT term, count(*) AS times, count(DISTINCT media_id) AS media, min(text) AS example
-        FROM words WHERE length(term) >= 3
+        FROM words WHERE length(term) >= 3 AND term NOT IN (SELECT unnest(string_split(
+            'and are for from has have its our that the this was were will with you', ' ')))
         GROUP BY term ORDER BY times DESC, media DESC, term LIMIT 25
         """),
     Report(

@@ -1,28 +1,52 @@
-"""Each CLI command, run as a user runs it: the installed `mediaintel` script in a subprocess."""
+"""Each CLI command, run as a user runs it: the installed `mediaintel` script in a subprocess.
+
+One `mediaintel process` of real media and bad files (the ``processed`` module fixture) makes
+the lake that sql, the shell, the reports and the error messages are tried on."""
 
 from __future__ import annotations
 
 import csv
 import io
 import json
+import subprocess
 
 import pytest
 from dagster import DagsterInstance, DagsterRunStatus
 
-from conftest import copy_into, make_bad_files, run_cli
-from mediaintel_dagster.cli import EXIT_INPUT_QUARANTINED
+from conftest import REPO, VENV_BIN, copy_into, make_bad_files, run_cli, set_home
+from mediaintel_dagster.cli import EXIT_INPUT_QUARANTINED, EXIT_USAGE
+
+
+@pytest.fixture(scope="module")
+def processed(tmp_path_factory, models_dir, media_dir):
+    """A lake made by the CLI: a video with speech (also at a second location: an exact
+    copy), a speech recording, two images and five bad files, processed once."""
+    h = tmp_path_factory.mktemp("cli") / "mi"
+    with pytest.MonkeyPatch.context() as mp:
+        set_home(mp, h, models_dir)
+        src = h.parent / "drop"
+        copy_into(media_dir, ["clip.mp4", "speech.wav", "poster.png"], src)
+        copy_into(media_dir, ["clip.mp4"], src / "again")  # the same bytes at a second location
+        make_bad_files(src / "bad", media_dir / "clip.mp4")
+        proc = run_cli("process", str(src), str(media_dir / "photo.jpg"))
+        yield {"home": h, "src": src, "media_dir": media_dir, "proc": proc}
+
+
+def _one_line_error(proc, *words):
+    """A user's mistake: exit 2 and one line on stderr that names it, no traceback."""
+    assert proc.returncode == EXIT_USAGE, (proc.returncode, proc.stderr[-2000:])
+    lines = proc.stderr.strip().splitlines()
+    assert len(lines) == 1 and "Traceback" not in proc.stderr, proc.stderr[-2000:]
+    assert all(w in lines[0] for w in words), lines[0]
 
 
 @pytest.mark.slow
-def test_process_then_sql(home, media_dir, tmp_path):
-    src = tmp_path / "drop"
-    copy_into(media_dir, ["clip.mp4", "speech.wav", "poster.png"], src)
-    make_bad_files(src / "bad", media_dir / "clip.mp4")
-    proc = run_cli("process", str(src), str(media_dir / "photo.jpg"))
+def test_process_then_sql(processed):
+    home, src, media_dir, proc = processed["home"], processed["src"], processed["media_dir"], processed["proc"]
     # The five bad files never became media: exit 3 says so (nothing was lost after ingest).
     assert proc.returncode == EXIT_INPUT_QUARANTINED, proc.stderr[-3000:]
     summary = json.loads(proc.stdout.strip().splitlines()[-1])
-    assert summary["files"] == 9 and not summary["failed"]
+    assert summary["files"] == 10 and not summary["failed"]
     assert summary["quarantined_at_ingest"] == 5 and summary["lost_after_ingest"] == 0
     assert sorted(f["file"] for f in summary["losses"]["media"]["files"]) == sorted(
         ["zero.mp4", "cut_in_half.mp4", "readme.mp4", "random.bin", "dangling.mp4"])
@@ -42,8 +66,8 @@ def test_process_then_sql(home, media_dir, tmp_path):
     # source_uri is where the file was found, as found.
     q = run_cli("sql", "SELECT source_uri FROM media_sources ORDER BY 1", "--csv")
     uris = [r[0] for r in list(csv.reader(io.StringIO(q.stdout)))[1:]]
-    assert uris == sorted([str(src / "clip.mp4"), str(src / "speech.wav"), str(src / "poster.png"),
-                           str(media_dir / "photo.jpg")])
+    assert uris == sorted([str(src / "clip.mp4"), str(src / "again" / "clip.mp4"), str(src / "speech.wav"),
+                           str(src / "poster.png"), str(media_dir / "photo.jpg")])
 
     # Lineage: which run wrote each media row, joined through audit_log.
     q = run_cli("sql", "SELECT m.media_id, a.run_id, a.code_version FROM media m JOIN audit_log a "
@@ -70,6 +94,133 @@ def test_process_then_sql(home, media_dir, tmp_path):
     again = run_cli("process", str(src), str(media_dir / "photo.jpg"), "--quiet")
     assert again.returncode == EXIT_INPUT_QUARANTINED  # still lost: a script is told every time
     assert run_cli("sql", "SELECT * FROM media ORDER BY media_id", "--json").stdout == before
+
+
+@pytest.mark.slow
+def test_reports_on_a_real_lake(processed):
+    from mediaintel_dagster import reports
+
+    con = reports.connect()  # the views `mediaintel sql` opens, on the fixture's lake
+
+    def run(name):
+        columns, data = reports.run(name, con)
+        return [dict(zip(columns, r)) for r in data]
+
+    (day,) = run("media-per-day")  # every file arrived today
+    assert (day["media"], day["video"], day["audio"], day["image"]) == (4, 1, 1, 2) and day["hours"] > 0
+    speech = {r["language"]: r for r in run("speech-by-language")}
+    assert speech["en"]["media"] == 2 and speech["en"]["segments"] >= 2 and speech["en"]["hours"] > 0
+    terms = {r["term"]: r for r in run("top-onscreen-terms")}
+    # clip.mp4's two captions (at both locations: one media) and photo.jpg's
+    assert {"first", "second", "photo"} <= set(terms) and terms["first"]["example"] == "FIRST"
+    assert terms["first"]["media"] == 1 and all(len(t) >= 3 for t in terms)
+    (cluster,) = run("duplicate-clusters")  # clip.mp4 twice: one media at two locations
+    assert cluster["media"] == 1 and cluster["locations"] == 2 and cluster["methods"] == "exact_bytes"
+    assert cluster["files"] == "clip.mp4"
+    stages = run("slowest-stages")
+    names = [r["stage"] for r in stages]
+    assert {"scenes", "transcript_segments", "ocr_text", "text_embeddings"} <= set(names), names
+    assert all(r["runs"] >= 1 and r["mean_s"] >= 0 and r["max_s"] >= r["mean_s"] for r in stages)
+    assert [r["total_s"] for r in stages] == sorted((r["total_s"] for r in stages), reverse=True)
+    quarantined = run("quarantine")
+    assert sorted((r["file"], r["error_type"]) for r in quarantined) == sorted([
+        ("zero.mp4", "empty_file"), ("cut_in_half.mp4", "truncated"), ("readme.mp4", "not_media"),
+        ("random.bin", "not_media"), ("dangling.mp4", "unreadable")])
+    assert all(r["stage"] == "media" and r["message"] and r["redrive_pending"] is False for r in quarantined)
+
+    # The command line: --list, one report as JSON and as a table, its SQL, a wrong name.
+    listed = json.loads(run_cli("report", "--list", "--json").stdout)
+    assert [r["name"] for r in listed] == list(reports.REPORTS) and all(r["description"] for r in listed)
+    out = run_cli("report", "quarantine", "--json")
+    assert out.returncode == 0 and len(json.loads(out.stdout)) == 5
+    table = run_cli("report", "media-per-day")
+    assert table.returncode == 0 and table.stdout.startswith("== Media per arrival day") and "(1 row)" in table.stdout
+    assert "FROM audit_log" in run_cli("report", "slowest-stages", "--sql").stdout
+    _one_line_error(run_cli("report", "nope"), "unknown report", "media-per-day")
+
+
+def _shell(script: str) -> subprocess.CompletedProcess:
+    return subprocess.run([str(VENV_BIN / "mediaintel"), "sql", "--shell"], input=script, capture_output=True,
+                          text=True, timeout=120, cwd=REPO)
+
+
+@pytest.mark.slow
+def test_sql_shell_reads_statements_from_stdin(processed):
+    out = _shell(".tables\n"
+                 "SELECT kind, count(*) AS n\n  FROM media\n  GROUP BY kind ORDER BY kind;\n"
+                 ".schema media_sources\n"
+                 ".mode json\n"
+                 "SELECT count(*) AS n FROM quarantine; SELECT ';' AS semi;\n"
+                 "CREATE VIEW seven AS SELECT 7 AS x;\n"
+                 "SELECT * FROM seven;\n"
+                 "SELECT nope FROM media;\n"
+                 ".schema nope\n"
+                 "SELECT 42 AS last\n")  # the last statement needs no ';' before Ctrl-D (end of input)
+    assert "Traceback" not in out.stderr, out.stderr[-3000:]
+    assert out.returncode == 1  # piped input: a failed statement makes the exit code say so
+    text = out.stdout
+    assert "media_sources" in text and "audit_log" in text  # .tables
+    assert [ln.split() for ln in text.splitlines() if ln.split()[:1] in (["audio"], ["video"])] == \
+        [["audio", "1"], ["video", "1"]]  # the statement that spanned three lines
+    assert "media_sources (source_uri VARCHAR, media_id VARCHAR" in text  # .schema
+    assert '"n": 5' in text and '"semi": ";"' in text  # two statements on a line, json mode
+    assert '"x": 7' in text and '"last": 42' in text  # one connection: the view lasted
+    assert "nope" in out.stderr and out.stderr.count("error:") == 2  # the session went on after them
+    clean = _shell("SELECT count(*) AS n FROM media;\n.quit\nSELECT 1/0;\n")
+    assert clean.returncode == 0 and "(1 row)" in clean.stdout and clean.stderr == ""
+
+
+@pytest.mark.slow
+def test_user_mistakes_are_one_line_errors(processed):
+    _one_line_error(run_cli("sql", "SELECT 1", "--as-of", "media=999"), "--as-of media=999", "versions 0 to")
+    _one_line_error(run_cli("sql", "SELECT 1", "--as-of", "nope=1"), "unknown table", "nope")
+    _one_line_error(run_cli("sql", "SELECT 1", "--as-of", "media=x"), "TABLE=VERSION")
+    _one_line_error(run_cli("sql"), "--shell")
+    for bad in (["--k", "-1"], ["--k", "0"], ["--k", "101"], ["--page", "0"], ["--min-score", "2"]):
+        _one_line_error(run_cli("search", "x", *bad), bad[0])
+    _one_line_error(run_cli("process", str(processed["home"] / "missing.mp4")), "no such file or folder")
+    _one_line_error(run_cli("similar", "/no/such/file.mp4", "--k", "3"), "neither a media_id")
+    # --debug: the same mistake with its traceback, for a bug report
+    debug = run_cli("--debug", "sql", "SELECT 1", "--as-of", "media=999")
+    assert debug.returncode != 0 and "Traceback" in debug.stderr and "UserError" in debug.stderr
+
+
+@pytest.mark.slow
+def test_quiet_means_quiet_and_the_clip_notice_is_one_line(processed):
+    # The processing run built the CLIP embedder: no weights here, said once, in one line.
+    err = processed["proc"].stderr
+    assert err.count("CLIP weights are not installed") == 1, err[-3000:]
+    assert "huggingface-cli download" not in err  # the install steps are in the docs, not on every run
+    poster = str(processed["src"] / "poster.png")
+    loud = run_cli("similar", poster, "--k", "2", "--json")
+    assert loud.returncode == 0 and json.loads(loud.stdout)["media"], loud.stderr[-2000:]
+    notice = [ln for ln in loud.stderr.splitlines() if "CLIP" in ln]
+    assert len(notice) == 1 and len(notice[0]) < 300 and "docs/visual-models.md" in notice[0], loud.stderr
+    for argv in (["similar", poster, "--k", "2", "--json", "-q"], ["-q", "report", "quarantine"],
+                 ["sql", "-q", "SELECT 1"], ["duplicates", "-q"], ["redrive", "--dry-run", "-q"]):
+        quiet = run_cli(*argv)
+        assert quiet.returncode == 0 and quiet.stdout and quiet.stderr == "", (argv, quiet.stderr[-2000:])
+
+
+def test_sql_and_help_import_neither_dagster_nor_torch(processed):
+    """`sql`, `report` and `--help` answer without the orchestration and model stack (the
+    seconds that `sql "select 1"` spent importing them)."""
+    import sys
+
+    code = ("import io, sys, contextlib\n"
+            "from mediaintel_dagster.cli import main\n"
+            "out = io.StringIO()\n"
+            "with contextlib.redirect_stdout(out):\n"
+            "    assert main(['sql', 'SELECT count(*) FROM media']) == 0\n"
+            "    assert main(['report', 'media-per-day', '--json']) == 0\n"
+            "    try:\n"
+            "        main(['--help'])\n"
+            "    except SystemExit:\n"
+            "        pass\n"
+            "print(sorted({m.split('.')[0] for m in sys.modules} & {'dagster', 'torch', 'transformers', 'lancedb'}))\n")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, cwd=REPO)
+    assert out.returncode == 0, out.stderr[-3000:]
+    assert out.stdout.strip().splitlines()[-1] == "[]"
 
 
 def test_process_missing_path_is_a_clear_error(home):
