@@ -85,6 +85,63 @@ def test_hybrid_is_at_least_as_good_as_each_retriever(corpus):
     assert results["vector"]["paraphrase"]["mrr"] > results["keyword"]["paraphrase"]["mrr"]
 
 
+NONSENSE = ("' OR 1=1 --", "asdkjh qwpoe", "zzzz")
+
+
+def test_weak_matches_are_left_out_and_the_page_says_why(corpus):
+    """Nonsense finds (almost) nothing, where it used to fill every page with cosine-0.2
+    neighbours; every real query of the retrieval bench keeps its relevant media first."""
+    for q in NONSENSE:
+        page = _search(corpus, q, k=10)
+        assert len(page.hits) <= 1, (q, [(h.text, h.why) for h in page.hits])
+        assert page.below_min_score > 0 and page.min_score == 0.25
+        assert any("below the minimum score 0.25 were left out" in n for n in page.notes), page.notes
+        everything = _search(corpus, q, k=10, min_score=0)  # 0: every hit, however weak, as before
+        assert len(everything.hits) == 10 and not any("minimum score" in n for n in everything.notes)
+    for t in retrieval.TOPICS:
+        for q in (t.paraphrase, t.keywords):
+            page = _search(corpus, q, k=5)
+            assert page.hits and page.hits[0].media_id == corpus["media_of"][t.name], q
+            # what is left is strong: found by keyword, or a cosine of 0.25 and half the best one
+            best = max(w["score"] for h in page.hits for w in h.why if w["retriever"] == "vector")
+            for h in page.hits:
+                scores = {w["retriever"]: w["score"] for w in h.why}
+                assert "keyword" in scores or scores["vector"] >= max(0.25, best / 2), (q, h.why)
+
+
+def test_notes_say_why_a_page_is_empty(corpus):
+    scenes = _search(corpus, "volcano", k=5, kinds=["scene"])
+    assert not scenes.hits and scenes.notes == [
+        "no scene vectors searchable by text: CLIP weights are not installed "
+        "(scene_embeddings ran mediaintel/image-features-v1)"]
+    german = _search(corpus, "volcano", k=5, flt=IndexFilter(languages=["de"]))
+    assert not german.hits and "no media match the filters" in german.notes
+    far = _search(corpus, "volcano ash", k=5, page=3)
+    assert not far.hits and any(n.startswith("page 3 is past the last hit") for n in far.notes), far.notes
+    full = _search(corpus, "the city", k=2, min_score=0)
+    assert len(full.hits) == 2 and full.notes == []  # a full page of text hits needs no excuse
+    with pytest.raises(ValueError, match="min_score"):
+        _search(corpus, "volcano", min_score=1.5)
+
+
+def test_strong_matches_keep_keyword_hits_and_cut_weak_vectors():
+    from mediaintel_dagster.resources.vector_index import Match
+    from mediaintel_dagster.search import strong_matches
+
+    vec = [Match("a", "m1", "segment", 0, 0.80, "v"), Match("b", "m2", "segment", 0, 0.35, "v"),
+           Match("c", "m3", "ocr", 0, 0.30, "v"), Match("d", "m4", "ocr", 0, 0.10, "v")]
+    kw = [Match("k", "m4", "ocr", 0, 1.5, "kw")]
+    lists = {"vector": vec, "keyword": kw}
+    kept = strong_matches(fuse(lists), lists, 0.25, relative=0.5)
+    # m2 and m3 clear the floor but not half of the best cosine (0.40); m4 is weak as a
+    # vector match but holds a query word
+    assert sorted(it["key"][0] for it in kept) == ["m1", "m4"]
+    assert sorted(it["key"][0] for it in strong_matches(fuse(lists), lists, 0.25, relative=0.0)) == \
+        ["m1", "m2", "m3", "m4"]
+    only_vec = {"vector": vec[1:]}  # the best is 0.35: 0.30 is more than half of it, 0.10 under the floor
+    assert [it["key"][0] for it in strong_matches(fuse(only_vec), only_vec, 0.25, relative=0.5)] == ["m2", "m3"]
+
+
 def test_results_say_why_they_matched(corpus):
     page = _search(corpus, "volcano ash", k=5)
     top = page.hits[0]
@@ -272,6 +329,17 @@ def test_cli_search_json_filters_and_errors(corpus):
     sim = run_cli("similar", corpus["media_of"]["safari"], "--json")
     assert sim.returncode == 0 and json.loads(sim.stdout)["media"]
     assert run_cli("remove", "0123456789abcdef").returncode == 2
+
+
+def test_cli_search_says_why_it_found_little(corpus):
+    weak = run_cli("search", "' OR 1=1 --", "--local")
+    assert weak.returncode == 0 and "Traceback" not in weak.stderr, weak.stderr[-3000:]
+    assert "below the minimum score" in weak.stderr and "(0 rows)" in weak.stdout
+    scenes = run_cli("search", "volcano", "--kind", "scene", "--local", "--json")
+    assert scenes.returncode == 0 and json.loads(scenes.stdout) == []
+    assert "note: no scene vectors searchable by text: CLIP weights are not installed" in scenes.stderr
+    quiet = run_cli("search", "volcano", "--kind", "scene", "--json", "-q")  # the service if one runs, else here
+    assert quiet.returncode == 0 and json.loads(quiet.stdout) == [] and quiet.stderr == ""
 
 
 def test_cli_remove_takes_a_media_out_of_everything(corpus):
