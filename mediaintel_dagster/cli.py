@@ -653,7 +653,12 @@ def search_filter(media_kinds=None, languages=None, min_duration=None, max_durat
 
 def _service_search(params: dict) -> dict | None:
     """The running REST service's answer (api.client.service_search), or None when no service
-    answers or the API is not installed here: the search then runs in this process."""
+    answers or the API is not installed here: the search then runs in this process.
+
+    ``params`` are the search flags by their argument names, unset ones left out: q, k, page,
+    mode, kinds, min_score, media_kinds, languages, min_duration, max_duration, since, until,
+    source. The answer is the API's JSON: ``hits`` (the objects `--json` prints), ``notes``,
+    and optionally ``retrievers`` and ``candidates``."""
     try:
         from .api.client import service_search
     except ImportError:
@@ -680,8 +685,8 @@ def search(query: str, k: int = 10, fmt: str = "table", kinds: list[str] | None 
         raise UserError(f"search: {exc}") from None
     answer = None
     if not local:
-        answer = _service_search({"q": query, "k": k, "page": page, "mode": mode, "kinds": kinds,
-                                  "min_score": min_score, **filters})
+        params = {"q": query, "k": k, "page": page, "mode": mode, "kinds": kinds, "min_score": min_score, **filters}
+        answer = _service_search({key: v for key, v in params.items() if v is not None})
     if answer is not None:
         hits = answer.get("hits", []) if isinstance(answer, dict) else list(answer)
         meta = answer if isinstance(answer, dict) else {}
