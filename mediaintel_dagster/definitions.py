@@ -22,6 +22,7 @@ from .resources import (
     WhisperResource,
 )
 from .sensors import inbox_sensor, index_guard_sensor, redrive_sensor
+from .ui_metadata import definition_metadata, owners
 
 
 def _models() -> dict:
@@ -81,7 +82,8 @@ def build_defs(resources: dict | None = None, deployment: str | None = None) -> 
             # of the graph: lineage from every writer, materializations reported by them.
             *bookkeeping_specs([s.name for s in STAGES], partitions),
             AssetSpec("embeddings", deps=[AssetKey(k) for k in table_writers], group_name="search",
-                      kinds={"delta"}, partitions_def=partitions,
+                      kinds={"delta"}, partitions_def=partitions, owners=owners(),
+                      metadata=definition_metadata("embeddings"),
                       description="The shared vector table (Delta `embeddings`): scene vectors from "
                                   "scene_embeddings and text vectors from text_embeddings, keyed by media_id, "
                                   "item_kind, item_index and model_id."),
