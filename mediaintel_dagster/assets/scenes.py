@@ -166,6 +166,8 @@ SCENES = Stage(
     config_model=lambda config: config.params().detector,
     media_columns=("media_id", "source_uri", "kind", "has_video", "duration_s", "video_frames"),
     summarize=summarize, also=(KEYFRAMES,),
+    # TransNetV2 runs on every frame when a GPU is there ('auto'): a GPU step (pool "gpu", a GPU pod).
+    gpu=True,
 )
 SCENES_CODE_VERSION = SCENES.code_version
 scenes = SCENES.asset()
