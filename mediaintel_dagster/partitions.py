@@ -13,6 +13,14 @@ time, taken from its mtime (S3: LastModified), with a stated rule for odd clocks
 
 A file's shard is a stable hash of its source URI, so the same location always lands in
 the same shard.
+
+Where the partitions start (MEDIAINTEL_PARTITION_START, default 2026-11-01, this release's
+first month): the Dagster UI counts every window from the start to today as "missing"
+until something is materialized in it, so a start years before the data made an idle inbox
+look like a backlog of thousands of windows. Set it to the day your data starts. Moving it
+earlier is always safe; moving it later than a window that holds data hides that window
+from Dagster (its rows stay in the lake, but its partition key stops existing), so an
+existing install keeps its old start (docs/ui.md).
 """
 
 from __future__ import annotations

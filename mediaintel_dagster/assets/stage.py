@@ -19,13 +19,18 @@ turns the declaration into a partitioned Dagster asset that, for one arrival win
 6. reports the run's numbers as metadata (the UI plots them) and to the metrics exporter,
    the bookkeeping tables it wrote (`quarantine`, `audit_log`) as materializations of
    their own assets, and a fingerprint of what it wrote, so that its checks reuse their
-   last result when nothing changed.
+   last result when nothing changed;
+7. shows the data in the UI (``with_ui_metadata``, ui_metadata.py): the table's column
+   schema, the window's row count, a preview of a few rows, keyframe thumbnails, and the
+   plotted rates; a step that fails outside the per-media quarantine fails with one line
+   naming the stage, window and file (``step_failure``).
 
 A new stage is one short module: a ``Stage(...)`` and its compute function.
 """
 
 # No `from __future__ import annotations`: Dagster reads the compute function's annotations.
 
+import contextvars
 import hashlib
 import os
 import resource
@@ -43,8 +48,10 @@ from dagster import (
     AssetMaterialization,
     AssetSpec,
     DataVersion,
+    Failure,
     MaterializeResult,
     MetadataValue,
+    RetryRequested,
     multi_asset,
 )
 
@@ -57,6 +64,7 @@ from ..media.files import display_name
 from ..monitoring.metrics import record_stage
 from ..partitions import arrival_partitions
 from ..resources.lakehouse import LakehouseResource, utcnow
+from .. import ui_metadata as ui
 from .stage_config import RETRY_RULES, StageConfig
 
 # A model stage names, in its AssetSpec metadata, the resource key of its model resource;
@@ -65,6 +73,16 @@ from .stage_config import RETRY_RULES, StageConfig
 MODEL_RESOURCE_KEY = "mediaintel/model_resource"
 
 Rows = Union[list, pa.Table]
+
+# The input a stage is working on now (a media's source_uri), for the one-line failure
+# description when something outside the per-media quarantine fails the step.
+CURRENT_INPUT: contextvars.ContextVar[Optional[str]] = contextvars.ContextVar("mediaintel_current_input", default=None)
+
+# Said on every partitioned asset's page: why most windows show as missing.
+PARTITIONS_NOTE = (
+    "\n\nPartitioned by arrival window (date × shard) from MEDIAINTEL_PARTITION_START. A window that "
+    "received no files shows as missing: that is not a backlog, and materializing it writes nothing "
+    "(docs/ui.md).")
 
 
 # ---- what compute returns ----------------------------------------------------------------
@@ -474,10 +492,17 @@ def build_stage_asset(stage: Stage, partitions_def):
         meta[TABLE_KEY] = stage.table
     if stage.check_rows:
         meta[ROWS_KEY] = stage.check_rows
-    specs = [AssetSpec(stage.name, description=stage.description, deps=[AssetKey(d) for d in stage.deps],
-                       code_version=stage.code_version, group_name=stage.group, kinds=set(stage.kinds),
-                       metadata=meta)]
-    specs += [s.replace_attributes(code_version=s.code_version or stage.code_version) for s in stage.also]
+    # The table's columns (with the contract's descriptions) on the asset page, and its owners.
+    meta.update(ui.definition_metadata(stage.table))
+    owners = ui.owners()
+    specs = [AssetSpec(stage.name, description=stage.description + PARTITIONS_NOTE,
+                       deps=[AssetKey(d) for d in stage.deps], code_version=stage.code_version,
+                       group_name=stage.group, kinds=set(stage.kinds), metadata=meta, owners=owners)]
+    specs += [s.replace_attributes(code_version=s.code_version or stage.code_version, owners=owners,
+                                   description=(s.description or "") + PARTITIONS_NOTE,
+                                   metadata={**(s.metadata or {}),
+                                             **ui.definition_metadata(s.key.to_user_string())})
+              for s in stage.also]
     gpu = {"pool": GPU_POOL, "op_tags": GPU_OP_TAGS} if stage.gpu else {}
 
     body = stage.run or run_stage
@@ -487,7 +512,13 @@ def build_stage_asset(stage: Stage, partitions_def):
         # what the first wrote and finds it done (LakehouseResource.window_lock).
         partition = context.partition_key if context.has_partition_key else None
         with context.resources.lake.window_lock(stage.name, partition):
-            yield from body(stage, context, config)
+            try:
+                for event in body(stage, context, config):
+                    yield with_ui_metadata(stage, context, event)
+            except (Failure, RetryRequested):
+                raise
+            except Exception as exc:  # noqa: BLE001 - said in one line, naming the file, then failed
+                raise step_failure(stage, context, exc) from exc
 
     # The config class is the stage's own (its fields show in the launchpad).
     _stage.__annotations__["config"] = stage.config
@@ -498,6 +529,60 @@ def build_stage_asset(stage: Stage, partitions_def):
         required_resource_keys={"lake", *([stage.model] if stage.model else []), *stage.resources},
         description=stage.description, can_subset=bool(stage.also), **gpu,
     )(_stage)
+
+
+def with_ui_metadata(stage: Stage, context: AssetExecutionContext, event):
+    """A stage's MaterializeResult with what the UI shows about the data added: the table's
+    column schema, the window's row count (and the table's), a Markdown preview of a few of
+    the window's rows, keyframe thumbnails for `scenes`, and the rates the asset plots use
+    (real_time_factor, quarantine_rate). Other events pass through unchanged."""
+    if not isinstance(event, MaterializeResult) or event.asset_key is None:
+        return event
+    key = event.asset_key.to_user_string()
+    table = stage.table if key == stage.name else key
+    meta = dict(event.metadata or {})
+    meta.update(_rates(meta))
+    if table in schemas.SCHEMAS:
+        partition = context.partition_key if context.has_partition_key else None
+        objects = getattr(context.resources, "objects", None) if table == "scenes" else None
+        try:
+            meta.update(ui.window_metadata(context.resources.lake, table, partition, objects=objects,
+                                           check_rows=stage.check_rows if key == stage.name else None))
+        except Exception as exc:  # noqa: BLE001 - a preview never fails a run that wrote its rows
+            context.log.warning(f"{key}: no preview for window {partition}: {ui.one_line(exc)}")
+    return MaterializeResult(asset_key=event.asset_key, metadata=meta, data_version=event.data_version,
+                             check_results=event.check_results, tags=event.tags)
+
+
+def _rates(meta: dict) -> dict:
+    """The plotted rates, with stable keys, present only when the run had inputs (a no-op
+    run adds no zero to the plot)."""
+    def num(k):
+        v = meta.get(k)
+        return getattr(v, "value", v)
+
+    out = {}
+    media_s, wall = num("media_seconds"), num("wall_seconds")
+    if media_s and wall:
+        out["real_time_factor"] = round(media_s / wall, 2)  # seconds of media per second of wall time
+    if num("media_processed"):
+        out["quarantine_rate"] = ui.rate(num("media_failed") or 0, num("media_processed"))
+    elif num("files_in_window") and (num("new_media") or num("quarantined")):
+        out["quarantine_rate"] = ui.rate(num("quarantined") or 0, num("files_in_window"))
+    return out
+
+
+def step_failure(stage: Stage, context: AssetExecutionContext, exc: BaseException) -> Failure:
+    """One line that says what went wrong and on which file (logged), as a Failure whose
+    description is that line and whose metadata names the stage, window and file."""
+    partition = context.partition_key if context.has_partition_key else None
+    where = CURRENT_INPUT.get()
+    line = (f"{stage.name} failed in window {partition}"
+            + (f" on {display_name(where)}" if where else " (not inside one file: the window's write or plan)")
+            + f": {ui.one_line(exc)}")
+    context.log.error(line)
+    return Failure(description=line, metadata={"stage": stage.name, "partition": str(partition),
+                                               "file": where or "", "error": ui.one_line(exc)})
 
 
 def run_stage(stage: Stage, context: AssetExecutionContext, config: StageConfig):
@@ -606,6 +691,7 @@ def _compute(run: StageRun, todo: list[dict]) -> Iterable[Outcome]:
         return
     for n, m in enumerate(todo, 1):
         label = f"[{n}/{len(todo)}] {os.path.basename(m.get('source_uri') or m['media_id'])}"
+        token = CURRENT_INPUT.set(m.get("source_uri") or m["media_id"])
         try:
             out = stage.compute(run, m)
         except Exception as exc:  # noqa: BLE001 - one bad media must not stop the window
@@ -614,6 +700,8 @@ def _compute(run: StageRun, todo: list[dict]) -> Iterable[Outcome]:
                                         f"{exc.__class__.__name__}: {exc}")
             yield Outcome(m["media_id"], error=err)
             continue
+        finally:
+            CURRENT_INPUT.reset(token)
         o = out if isinstance(out, Outcome) else Outcome(m["media_id"], rows=out)
         run.log.info(f"{label}: {o.row_count} row(s)" + (f", {o.note}" if o.note else ""))
         yield o
@@ -628,17 +716,19 @@ def bookkeeping_specs(stage_keys: Sequence[str], partitions_def=None) -> list[As
     writes them; each step reports what it wrote to them as their materializations."""
     deps = [AssetKey(k) for k in stage_keys]
     common = {"group_name": "bookkeeping", "kinds": {"delta"}, "partitions_def": partitions_def or arrival_partitions,
-              "deps": deps}
+              "deps": deps, "owners": ui.owners()}
     return [
         AssetSpec("quarantine", description=(
             "One row per input a stage could not process (source_uri, stage, error_type from "
             "media.errors.ErrorCode, message, attempts, retryable). Written by every stage; a "
-            "materialization here names the stage and window that wrote it. Delta table `quarantine`."), **common),
+            "materialization here names the stage and window that wrote it. Delta table `quarantine`."),
+                  metadata=ui.definition_metadata("quarantine"), **common),
         AssetSpec("audit_log", description=(
             "One row per media a stage wrote, partly wrote or quarantined: asset, partition, run_id, "
             "code_version, model_id (the model that ran), model_requested and model_route (the configured "
             "model and why another ran), device, compute_type, batch_size, rows, delta_version, at. "
-            "Append-only; the stages' done-check reads it. Delta table `audit_log`."), **common),
+            "Append-only; the stages' done-check reads it. Delta table `audit_log`."),
+                  metadata=ui.definition_metadata("audit_log"), **common),
     ]
 
 

@@ -14,6 +14,7 @@ from .. import config
 from ..jobs import ingest_job
 from ..monitoring.metrics import record_backlog
 from ..resources import LocalInboxResource
+from ..ui_metadata import one_line
 
 # A tick requests at most this many files' windows; the rest wait for the next tick, so
 # a huge drop (a migration of 1M files) never produces one enormous evaluation.
@@ -42,6 +43,24 @@ def _load_cursor(raw: str | None) -> tuple[int, set[str], set[str]]:
     ),
 )
 def inbox_sensor(context: SensorEvaluationContext, inbox: LocalInboxResource):
+    # A failure says in one line what went wrong and on which file or folder (the UI shows
+    # the tick's error; without this it read only "SensorExecutionError"), and the next
+    # tick starts again from the kept cursor.
+    where: list[str] = []  # what the tick is reading now: the inbox folders, then one file
+    try:
+        return _evaluate(context, inbox, where)
+    except Exception as exc:  # noqa: BLE001 - re-raised with the file named
+        target = where[0] if where else "the inbox"
+        line = f"inbox_sensor failed on {target}: {one_line(exc)}"
+        context.log.error(line)
+        raise InboxSensorError(line) from exc
+
+
+class InboxSensorError(Exception):
+    """A tick of the inbox sensor failed; the message names the file (or inbox folder)."""
+
+
+def _evaluate(context: SensorEvaluationContext, inbox: LocalInboxResource, where: list[str]):
     # The cursor is a high-water mark of ctime (which, unlike mtime, moves when a file is
     # copied or moved in, even with a preserved mtime) plus the signatures of the files at
     # or above it, so the cursor stays small however many files the inbox holds.
@@ -59,6 +78,7 @@ def inbox_sensor(context: SensorEvaluationContext, inbox: LocalInboxResource):
     # the mark never rises past it (less a second for coarse filesystem clocks), so such
     # a file is found by the next tick instead of falling below the mark unseen.
     listing_started_ns = int(now * 1e9) - 1_000_000_000
+    where[:] = [", ".join(getattr(inbox, "roots", None) or []) or "the inbox"]
     listed = list(inbox.list_files())
     new, waiting = [], []
     # Entries with no times (a path over PATH_MAX, a folder that cannot be stat'ed) sit below
@@ -66,6 +86,7 @@ def inbox_sensor(context: SensorEvaluationContext, inbox: LocalInboxResource):
     # run quarantines it with the reason) and a new one is still found.
     unstatable = {f.signature for f in listed if f.ctime_ns == 0}
     for f in listed:
+        where[:] = [f.source_uri]
         if f.ctime_ns == 0:
             if f.signature not in unstatable_seen:
                 new.append(f)
@@ -85,7 +106,9 @@ def inbox_sensor(context: SensorEvaluationContext, inbox: LocalInboxResource):
 
     by_window = defaultdict(list)
     for f in new:
+        where[:] = [f.source_uri]
         by_window[f.partition_key()].append(f)
+    where[:] = []
     requests = []
     for key in sorted(by_window):
         sigs = sorted(f.signature for f in by_window[key])
