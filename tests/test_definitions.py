@@ -22,13 +22,15 @@ def test_defs_load():
     assert "SHA-256" in media.specs_by_key[AssetKey("media")].description
 
 
-def test_partition_rules():
+def test_partition_rules(monkeypatch):
+    # Dates from 2026: the rules hold for any start before them (the default start is recent).
+    monkeypatch.setenv("MEDIAINTEL_PARTITION_START", "2024-01-01")
     now = dt.datetime(2026, 6, 1, 12, tzinfo=dt.timezone.utc)
     ns = lambda y, m, d: int(dt.datetime(y, m, d, 10, tzinfo=dt.timezone.utc).timestamp() * 1e9)
     assert partitions.arrival_date(ns(2026, 5, 3), now) == dt.date(2026, 5, 3)
     # before the first window: the first window; in the future: when it was observed.
-    assert partitions.arrival_date(ns(2001, 1, 1), now).isoformat() == partitions.arrival_partitions \
-        .partitions_defs[0].partitions_def.start.date().isoformat()
+    assert partitions.arrival_date(ns(2001, 1, 1), now).isoformat() == partitions.arrival_partitions_def() \
+        .partitions_defs[0].partitions_def.start.date().isoformat() == "2024-01-01"
     assert partitions.arrival_date(ns(2031, 1, 1), now) == dt.date(2026, 6, 1)
     # ... and stays there when the same file is listed again days later (its ctime is fixed)
     later = now + dt.timedelta(days=9)
