@@ -73,6 +73,14 @@ class LakehouseResource(ConfigurableResource):
     Writes replace the rows of the keys they carry (``lake.schemas.KEYS``) in one Delta
     commit, so a rerun rewrites rather than duplicates. Concurrent runs writing different
     media to one table race on the Delta log; a lost race is retried with backoff.
+
+    On ``s3://`` (``MEDIAINTEL_LAKE=s3://bucket/prefix``) credentials, region and endpoint
+    come from the standard AWS_* variables; each commit is a conditional PUT (delta-rs's
+    default, no lock table needed), and the store is asked once whether it honours
+    conditional writes before anything is written (a store that ignores them loses
+    concurrent commits). Transient S3 errors (503 SlowDown) are retried by delta-rs's
+    object store client; one that outlasts those retries fails the write cleanly, with the
+    table at its previous version.
     """
 
     root: str = Field(default_factory=config.lake_root, description="Root of the Delta tables.")
@@ -80,14 +88,46 @@ class LakehouseResource(ConfigurableResource):
         default_factory=dict, description="delta-rs object store options (S3 endpoint, region, ...)."
     )
     max_commit_retries: int = Field(default=12, description="Retries after a lost commit race.")
+    allow_unconditional_store: bool = Field(
+        default=False,
+        description=("s3:// only: write even to a store that ignores conditional writes (If-None-Match). "
+                     "There, two concurrent commits can both succeed and one is silently lost; set this only "
+                     "when a single process ever writes the lake."))
 
     # ---- locations -------------------------------------------------------------
     def uri(self, table: str) -> str:
         schemas.schema(table)  # unknown names fail loudly
         return f"{self.root.rstrip('/')}/{table}"
 
+    def _is_s3(self) -> bool:
+        from ..lake import s3
+
+        return s3.is_s3(self.root)
+
     def _options(self) -> dict[str, str] | None:
+        """delta-rs storage options: on ``s3://``, the standard AWS_* variables of this process
+        with ``storage_options`` over them (lake/s3.py); elsewhere ``storage_options`` alone."""
+        if self._is_s3():
+            from ..lake import s3
+
+            return s3.delta_storage_options(self.storage_options)
         return dict(self.storage_options) or None
+
+    def check_store(self) -> None:
+        """Refuse to write to an ``s3://`` store that ignores conditional writes: delta-rs's
+        commits there are conditional PUTs, and a store that ignores the condition loses
+        concurrent commits without an error. Asked once per process (lake/s3.py)."""
+        if not self._is_s3() or self.allow_unconditional_store:
+            return
+        from ..lake import s3
+
+        endpoint = (self._options() or {}).get("AWS_ENDPOINT_URL")
+        if not s3.conditional_writes_honoured(self.root, endpoint):
+            raise RuntimeError(
+                f"the object store of {self.root} (endpoint {endpoint or 'AWS'}) ignores conditional writes "
+                "(If-None-Match: *): concurrent Delta commits would overwrite each other and lose rows. Use AWS S3 "
+                "or a store with conditional PUT (MinIO, R2, recent Ceph); or, with exactly one writer, set "
+                "lake.allow_unconditional_store=true")
 
     def delta_table(self, table: str) -> DeltaTable | None:
         try:
@@ -101,6 +141,7 @@ class LakehouseResource(ConfigurableResource):
 
     def ensure(self, table: str) -> None:
         """Create the table with its contract schema if it does not exist yet."""
+        self.check_store()
         for attempt in range(self.max_commit_retries + 1):
             try:
                 DeltaTable.create(
