@@ -23,6 +23,34 @@ _PENDING = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunSta
             DagsterRunStatus.STARTED]
 
 
+def backpressure(instance) -> str | None:
+    """Why a sensor should request no run now (None when it may): MEDIAINTEL_MAX_PENDING_RUNS
+    runs queued or in progress. Shared by the inbox and queue sensors."""
+    limit = config.get_int("MEDIAINTEL_MAX_PENDING_RUNS")
+    pending_runs = instance.get_runs_count(RunsFilter(statuses=_PENDING))
+    if pending_runs >= limit:
+        return f"backpressure: {pending_runs} runs queued or in progress (MEDIAINTEL_MAX_PENDING_RUNS={limit})"
+    return None
+
+
+def window_run_requests(by_window: dict, *, prefix: str, trigger: str, tags: dict | None = None) -> list[RunRequest]:
+    """One RunRequest per arrival window (``{window: files}``, each file with a ``signature``),
+    run key ``<prefix>:<window>:<digest of the files' signatures>``: the same files requested
+    again give the same run key, which the sensor daemon skips. Shared by the inbox and queue sensors."""
+    requests = []
+    for key in sorted(by_window):
+        sigs = sorted(f.signature for f in by_window[key])
+        digest = hashlib.sha256("\n".join(sigs).encode()).hexdigest()[:16]
+        requests.append(
+            RunRequest(
+                run_key=f"{prefix}:{key}:{digest}",
+                partition_key=key,
+                tags={"mediaintel/trigger": trigger, "mediaintel/new_files": str(len(sigs)), **(tags or {})},
+            )
+        )
+    return requests
+
+
 def _load_cursor(raw: str | None) -> tuple[int, set[str], set[str]]:
     if not raw:
         return 0, set(), set()
@@ -66,12 +94,9 @@ def _evaluate(context: SensorEvaluationContext, inbox: LocalInboxResource, where
     # or above it, so the cursor stays small however many files the inbox holds.
     # Backpressure: while the queue is full, request nothing and keep the cursor, so the
     # files wait in the inbox (nothing is dropped or marked seen) until runs drain.
-    limit = config.get_int("MEDIAINTEL_MAX_PENDING_RUNS")
-    pending_runs = context.instance.get_runs_count(RunsFilter(statuses=_PENDING))
-    if pending_runs >= limit:
-        return SensorResult(skip_reason=SkipReason(
-            f"backpressure: {pending_runs} runs queued or in progress (MEDIAINTEL_MAX_PENDING_RUNS={limit}); "
-            "new files wait in the inbox"), cursor=context.cursor)
+    held = backpressure(context.instance)
+    if held:
+        return SensorResult(skip_reason=SkipReason(f"{held}; new files wait in the inbox"), cursor=context.cursor)
     high_water, seen, unstatable_seen = _load_cursor(context.cursor)
     now = time.time()
     # A file that lands in a folder the walk already passed has a ctime after this moment;
@@ -109,18 +134,8 @@ def _evaluate(context: SensorEvaluationContext, inbox: LocalInboxResource, where
         where[:] = [f.source_uri]
         by_window[f.partition_key()].append(f)
     where[:] = []
-    requests = []
-    for key in sorted(by_window):
-        sigs = sorted(f.signature for f in by_window[key])
-        digest = hashlib.sha256("\n".join(sigs).encode()).hexdigest()[:16]
-        requests.append(
-            RunRequest(
-                run_key=f"inbox:{key}:{digest}",
-                partition_key=key,
-                tags={"mediaintel/trigger": "inbox_sensor", "mediaintel/new_files": str(len(sigs)),
-                      "mediaintel/inbox_backlog": str(backlog)},
-            )
-        )
+    requests = window_run_requests(by_window, prefix="inbox", trigger="inbox_sensor",
+                                   tags={"mediaintel/inbox_backlog": str(backlog)})
 
     # Every listed file is handled now except the pending ones, so the mark may rise to the
     # oldest pending file; handled files at or above it are remembered by signature.
