@@ -65,11 +65,33 @@ RESOURCES = {
 }
 
 
+def queue_parts() -> tuple[list, dict]:
+    """The queue sensors and their resources, for the queues configured (none by default):
+    MEDIAINTEL_QUEUE_URL turns on rabbitmq_ingest_sensor, MEDIAINTEL_SQS_QUEUE_URL
+    sqs_ingest_sensor; either one makes the inbox resource also list the files they announced."""
+    from .resources.queues import QueuedInboxResource, RabbitMQQueueResource, SqsQueueResource
+    from .sensors.queue import rabbitmq_ingest_sensor, sqs_ingest_sensor
+
+    sensors, res = [], {}
+    if config.get("MEDIAINTEL_QUEUE_URL"):
+        sensors.append(rabbitmq_ingest_sensor)
+        res["rabbitmq_queue"] = RabbitMQQueueResource(url=config.get("MEDIAINTEL_QUEUE_URL"),
+                                                      queue=config.get("MEDIAINTEL_QUEUE_NAME"))
+    if config.get("MEDIAINTEL_SQS_QUEUE_URL"):
+        sensors.append(sqs_ingest_sensor)
+        res["sqs_queue"] = SqsQueueResource(queue_url=config.get("MEDIAINTEL_SQS_QUEUE_URL"),
+                                            dead_letter_queue_url=config.get("MEDIAINTEL_SQS_DLQ_URL") or "")
+    if sensors:
+        res["inbox"] = QueuedInboxResource(roots=config.inbox_roots())
+    return sensors, res
+
+
 def build_defs(resources: dict | None = None, deployment: str | None = None) -> Definitions:
     """Definitions with the deployment's resources (default ``MEDIAINTEL_DEPLOYMENT``), the
     given ones overriding them (tests, the CLI). Assets and checks are built here, with the
     partitions of the current configuration."""
-    resources = {**RESOURCES[deployment or config.deployment()](), **(resources or {})}
+    queue_sensors, queue_resources = queue_parts()
+    resources = {**RESOURCES[deployment or config.deployment()](), **queue_resources, **(resources or {})}
     partitions = arrival_partitions_def()
     # A model stage's code_version carries its configured (logical) model_id: a model
     # change shows the stage and its downstream stale in the UI (docs/trust.md, "Lineage").
@@ -93,7 +115,7 @@ def build_defs(resources: dict | None = None, deployment: str | None = None) -> 
         loggers=dagster_loggers(),
         jobs=[ingest_job, index_job, lake_maintenance_job, redrive_job],
         schedules=[lake_maintenance_schedule],
-        sensors=[inbox_sensor, index_guard_sensor, redrive_sensor],
+        sensors=[inbox_sensor, index_guard_sensor, redrive_sensor, *queue_sensors],
         resources=resources,
         executor=executor_from_env(),
     )
