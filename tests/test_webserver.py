@@ -1,13 +1,18 @@
-"""`dagster dev` serves the code location: the asset graph, its partitions, the job and the sensor.
+"""`dagster dev` serves the code location: the asset graph, its partitions, the job and the
+sensor; and a headless Chromium drives its UI to materialize a partition.
 
 Starts the real `dagster dev` (webserver + daemon + code server) from workspace.yaml on a
-free port over an isolated DAGSTER_HOME, and asks its GraphQL API what it loaded.
-Field names follow dagster-graphql 1.13's schema (dagster_graphql/schema/).
+free port over an isolated DAGSTER_HOME, once for the module (the start is the slow part),
+and asks its GraphQL API what it loaded. Field names follow dagster-graphql 1.13's schema
+(dagster_graphql/schema/). The browser test uses Debian's chromium (/usr/bin/chromium,
+never a downloaded browser) through playwright; it skips without it, and fails under CI=true.
 """
 
 from __future__ import annotations
 
+import datetime as dt
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -17,7 +22,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from conftest import REPO, VENV_BIN
+from conftest import REPO, VENV_BIN, set_home
 
 pytestmark = pytest.mark.slow
 
@@ -49,6 +54,8 @@ query {
   assetNodes {
     assetKey { path }
     groupName
+    description
+    owners { __typename ... on TeamAssetOwner { team } ... on UserAssetOwner { email } }
     isPartitioned
     partitionDefinition {
       type
@@ -112,9 +119,19 @@ def _stop(proc: subprocess.Popen) -> None:
     _signal_group(proc, signal.SIGKILL, 10)
 
 
-@pytest.fixture
-def dagster_dev(home):
+@pytest.fixture(scope="module")
+def web_home(tmp_path_factory, models_dir):
+    """One MEDIAINTEL_HOME for the module's `dagster dev` and its tests."""
+    with pytest.MonkeyPatch.context() as mp:
+        yield set_home(mp, tmp_path_factory.mktemp("web") / "mi", models_dir)
+
+
+@pytest.fixture(scope="module")
+def dagster_dev(web_home):
+    """A running `dagster dev` over ``web_home``: (base URL, process, log path)."""
     from mediaintel_dagster.instance import ensure_dagster_home
+
+    home = web_home
 
     dagster_home = ensure_dagster_home()
     assert "enabled: false" in (dagster_home / "dagster.yaml").read_text()
@@ -173,6 +190,8 @@ def _wait_loaded(base: str, proc: subprocess.Popen, log: Path) -> None:
 
 @pytest.mark.timeout(240)
 def test_dagster_dev_serves_the_asset_graph(dagster_dev):
+    from mediaintel_dagster import config
+
     base, proc, log = dagster_dev
     _wait_loaded(base, proc, log)
 
@@ -188,7 +207,12 @@ def test_dagster_dev_serves_the_asset_graph(dagster_dev):
     assert set(dims) == {"date", "shard"}
     assert dims["shard"]["partitionKeys"] == ["0", "1", "2", "3"]
     dates = dims["date"]["partitionKeys"]
-    assert dates[0] == "2024-01-01" and dates == sorted(dates) and len(dates) > 300
+    # The partitions start at the configured start (a recent date by default), not years back.
+    start = dt.date.fromisoformat(config.partition_start())
+    assert dates[0] == start.isoformat() and dates == sorted(dates)
+    assert len(dates) == (dt.datetime.now(dt.timezone.utc).date() - start).days + 1
+    assert "shows as missing: that is not a backlog" in media["description"], "the page says why windows are missing"
+    assert media["owners"] == [{"__typename": "TeamAssetOwner", "team": "media-intel"}]
 
     data = _gql(base, REPOS_QUERY)["repositoriesOrError"]
     assert data["__typename"] == "RepositoryConnection", data
@@ -214,12 +238,13 @@ query {
 
 
 @pytest.mark.timeout(300)
-def test_files_dropped_in_the_inbox_are_ingested_by_the_running_sensor(dagster_dev, home, media_dir):
+def test_files_dropped_in_the_inbox_are_ingested_by_the_running_sensor(dagster_dev, web_home, media_dir):
     """The whole loop with nothing driven by hand: daemon -> sensor tick -> queued runs -> rows."""
     from conftest import copy_into, make_bad_files
 
     from mediaintel_dagster.resources import LakehouseResource, LocalInboxResource
 
+    home = web_home
     base, proc, log = dagster_dev
     _wait_loaded(base, proc, log)
     # copy2 keeps the old mtimes, so the files count as settled at once.
@@ -249,3 +274,154 @@ def test_files_dropped_in_the_inbox_are_ingested_by_the_running_sensor(dagster_d
     assert lake.read("media").num_rows == 3
     assert lake.read("quarantine").num_rows == 5
     assert lake.read("media_sources").num_rows == 3
+
+
+# ---- the UI in a real browser ----------------------------------------------------------------
+
+CHROMIUM = "/usr/bin/chromium"
+SCREENSHOTS = REPO / ".mediaintel" / "screenshots"  # kept after the run for a human to look at (gitignored)
+
+RUN_QUERY = """
+query($id: ID!) { runOrError(runId: $id) { __typename ... on Run { status } } }
+"""
+
+PARTITION_RUNS_QUERY = """
+query($value: String!) {
+  runsOrError(filter: {tags: [{key: "dagster/partition", value: $value}]}) {
+    ... on Runs { results { runId status tags { key value } } }
+  }
+}
+"""
+
+
+def _browser_or_skip():
+    reason = None
+    if not Path(CHROMIUM).exists():
+        reason = f"Debian's chromium is not installed at {CHROMIUM} (apt-get install -y chromium)"
+    else:
+        try:
+            import playwright.sync_api  # noqa: F401
+        except ImportError:
+            reason = "playwright is not installed (pip install playwright==1.65.2; it drives Debian's chromium)"
+    if reason:
+        if os.environ.get("CI") == "true":
+            pytest.fail(reason + " - required under CI=true")
+        pytest.skip(reason)
+    from playwright.sync_api import sync_playwright
+
+    return sync_playwright
+
+
+def _shot(page, name: str) -> Path:
+    """A full-page screenshot; asserted non-trivial (a blank or broken page is a few KB of one colour)."""
+    from PIL import Image, ImageStat
+
+    SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+    path = SCREENSHOTS / f"{name}.png"
+    page.screenshot(path=str(path), full_page=True)
+    with Image.open(path) as im:
+        assert im.width >= 1000 and im.height >= 600, (path, im.size)
+        spread = ImageStat.Stat(im.convert("L")).stddev[0]
+    assert path.stat().st_size > 20_000 and spread > 10, f"{path}: looks blank ({path.stat().st_size} B, stddev {spread:.1f})"
+    return path
+
+
+@pytest.mark.timeout(300)
+def test_the_ui_materializes_a_partition_and_shows_its_data(dagster_dev, web_home, media_dir):
+    """Headless Chromium opens the asset graph, launches `media` for one window from the
+    asset's Materialize dialog (date x shard pickers), and the run succeeds; the asset page
+    then shows the column schema, owners, and the materialization's row count and preview."""
+    sync_playwright = _browser_or_skip()
+    from mediaintel_dagster.resources import LocalInboxResource
+
+    base, proc, log = dagster_dev
+    _wait_loaded(base, proc, log)
+    # The window of a file in the inbox (the sensor test's, or one put there now): the run
+    # launched from the UI has rows to show, and is a no-op if the sensor got there first.
+    inbox = web_home / "inbox"
+    if not any(inbox.rglob("poster.png")):
+        shutil.copy2(media_dir / "poster.png", inbox / "poster.png")
+    poster = next(f for f in LocalInboxResource(roots=[str(inbox)], settle_seconds=0).list_files()
+                  if f.source_uri.endswith("poster.png"))
+    window = poster.partition_key()
+    date, shard = window.keys_by_dimension["date"], window.keys_by_dimension["shard"]
+    before = {r["runId"] for r in _gql_vars(base, PARTITION_RUNS_QUERY, {"value": str(window)})
+              ["runsOrError"]["results"]}
+
+    with sync_playwright() as p:
+        browser = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
+        try:
+            page = browser.new_page(viewport={"width": 1400, "height": 900})
+            page.goto(f"{base}/locations/{LOCATION}/asset-groups/ingest", wait_until="networkidle", timeout=60_000)
+            _dismiss_welcome(page)
+            page.get_by_text("media_sources").first.wait_for(timeout=30_000)
+            page.get_by_text("Materialize all").first.wait_for()
+            _shot(page, "1-asset-graph")
+
+            page.goto(f"{base}/assets/media", wait_until="networkidle", timeout=60_000)
+            _dismiss_welcome(page)
+            page.get_by_text("first location this content was seen at").wait_for(timeout=30_000)  # column schema
+            page.get_by_text("media-intel").first.wait_for()  # owners
+            page.get_by_role("button", name="Materialize…").click()
+            dialog = page.locator("[role=dialog]")
+            dates = dialog.get_by_placeholder("ex: ", exact=False)
+            dates.fill(date)
+            dates.press("Enter")
+            dialog.get_by_text("Select a partition or create one").click()
+            page.keyboard.type(shard)
+            page.get_by_role("menuitem").filter(has_text=shard).last.click()
+            page.keyboard.press("Escape")  # close the shard list, not the dialog
+            launch = dialog.get_by_role("button", name="Launch 1 run")
+            launch.wait_for(timeout=15_000)
+            _shot(page, "2-materialize-dialog")
+            launch.click()
+
+            run_id = _wait_new_run(base, str(window), before, proc, log)
+            page.goto(f"{base}/runs/{run_id}", wait_until="networkidle", timeout=60_000)
+            page.get_by_text("Success", exact=False).first.wait_for(timeout=60_000)
+            _shot(page, "3-run-succeeded")
+
+            page.goto(f"{base}/assets/media?view=events&partition={window}", wait_until="networkidle",
+                      timeout=60_000)
+            page.get_by_text("dagster/row_count").first.wait_for(timeout=30_000)
+            page.get_by_text("poster.png").first.wait_for(timeout=30_000)  # the preview's rows
+            _shot(page, "4-materialization-metadata")
+        except Exception:
+            SCREENSHOTS.mkdir(parents=True, exist_ok=True)
+            page.screenshot(path=str(SCREENSHOTS / "failed.png"))  # what the page showed when it failed
+            raise
+        finally:
+            browser.close()
+
+
+def _dismiss_welcome(page) -> None:
+    """A fresh instance greets with a 'Join the Dagster community' dialog: skip it if shown."""
+    skip = page.get_by_role("button", name="Skip")
+    try:
+        skip.click(timeout=3_000)
+    except Exception:  # noqa: BLE001 - not shown (already dismissed on this instance)
+        pass
+
+
+def _gql_vars(base: str, query: str, variables: dict) -> dict:
+    r = requests.post(f"{base}/graphql", json={"query": query, "variables": variables}, timeout=30)
+    r.raise_for_status()
+    body = r.json()
+    assert not body.get("errors"), body["errors"]
+    return body["data"]
+
+
+def _wait_new_run(base: str, partition: str, before: set, proc, log: Path) -> str:
+    """The run the UI launched for ``partition``, once it finished successfully."""
+    deadline = time.monotonic() + 180
+    runs = []
+    while time.monotonic() < deadline:
+        if proc.poll() is not None:
+            pytest.fail(f"dagster dev exited with {proc.returncode}:\n{_tail(log)}")
+        runs = [r for r in _gql_vars(base, PARTITION_RUNS_QUERY, {"value": partition})["runsOrError"]["results"]
+                if r["runId"] not in before and not any(t["key"] == "mediaintel/trigger" for t in r["tags"])]
+        if runs and runs[0]["status"] in ("SUCCESS", "FAILURE", "CANCELED"):
+            assert runs[0]["status"] == "SUCCESS", f"{runs[0]}\n{_tail(log)}"
+            return runs[0]["runId"]
+        time.sleep(2)
+    pytest.fail(f"no finished run of {partition} launched from the UI: {runs}\n{_tail(log)}")
