@@ -330,7 +330,8 @@ def _shot(page, name: str) -> Path:
 def test_the_ui_materializes_a_partition_and_shows_its_data(dagster_dev, web_home, media_dir):
     """Headless Chromium opens the asset graph, launches `media` for one window from the
     asset's Materialize dialog (date x shard pickers), and the run succeeds; the asset page
-    then shows the column schema, owners, and the materialization's row count and preview."""
+    then shows the column schema, owners, and the materialization's row count and preview; the
+    scenes of the sensor test's video show their keyframes as inline thumbnails."""
     sync_playwright = _browser_or_skip()
     from mediaintel_dagster.resources import LocalInboxResource
 
@@ -386,6 +387,21 @@ def test_the_ui_materializes_a_partition_and_shows_its_data(dagster_dev, web_hom
             page.get_by_text("dagster/row_count").first.wait_for(timeout=30_000)
             page.get_by_text("poster.png").first.wait_for(timeout=30_000)  # the preview's rows
             _shot(page, "4-materialization-metadata")
+
+            # The sensor test's run of clip.mp4 (a two-shot video) wrote scenes: its keyframes
+            # show as inline thumbnails. (Run alone, this test has no video ingested.)
+            clip = [f for f in LocalInboxResource(roots=[str(inbox)], settle_seconds=0).list_files()
+                    if f.source_uri.endswith("clip.mp4")]
+            if clip:
+                page.goto(f"{base}/assets/scenes?view=events&partition={clip[0].partition_key()}",
+                          wait_until="networkidle", timeout=60_000)
+                row = page.locator("tr", has_text="keyframes_preview")
+                row.get_by_text("[Show Markdown]").click(timeout=30_000)
+                thumbs = page.locator("img[src^='data:image/jpeg;base64,']")
+                thumbs.first.wait_for(timeout=15_000)
+                assert thumbs.count() == 2, thumbs.count()
+                assert thumbs.first.evaluate("img => img.naturalWidth") == 160, "a decoded 160 px thumbnail"
+                _shot(page, "5-keyframe-thumbnails")
         except Exception:
             SCREENSHOTS.mkdir(parents=True, exist_ok=True)
             page.screenshot(path=str(SCREENSHOTS / "failed.png"))  # what the page showed when it failed
