@@ -104,7 +104,7 @@ def definition_metadata(table: Optional[str]) -> dict:
     """What an asset's definition carries about its table (shown on the asset page)."""
     if table not in schemas.SCHEMAS:
         return {}
-    return {COLUMN_SCHEMA_KEY: table_schema(table), "mediaintel/table": table}
+    return {COLUMN_SCHEMA_KEY: table_schema(table)}
 
 
 # ---- preview -------------------------------------------------------------------------------------
