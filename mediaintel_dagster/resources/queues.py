@@ -365,8 +365,9 @@ class SqsQueueResource(QueueSource):
     again at once, and one whose tick died reappears when its visibility runs out."""
 
     queue_url: str = Field(description="URL of the SQS queue.")
-    dead_letter_queue_url: str = Field(default="", description="URL of its dead-letter queue (also set as the "
-                                       "queue's redrive policy target when it has none).")
+    dead_letter_queue_url: str = Field(default="", description="URL of its dead-letter queue, where messages that "
+                                       "cannot become a run are sent (give the queue a redrive policy to the same "
+                                       "queue for messages that crash every tick).")
     visibility_timeout_s: int = Field(default=120, description="How long a received message stays invisible.")
 
     _client: Any = PrivateAttr(default=None)
