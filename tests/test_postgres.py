@@ -160,3 +160,145 @@ def test_sensor_runs_are_stored_in_postgres(pg_instance, home, media_dir):
     assert sorted(os.path.basename(m["source_uri"]) for m in media) == ["clip.mp4", "speech.wav"]
     assert sorted(m["kind"] for m in media) == ["audio", "video"]
     assert resources["lake"].read("quarantine").num_rows == 0
+
+
+# ---- the run queue: the daemon's QueuedRunCoordinator on PostgreSQL ------------------------
+
+QUEUE_MAX_RUNS = 3  # the deploy file's 16, lowered so that 8 runs must queue
+
+
+def _queue_yaml(dagster_home) -> None:
+    """deploy/dagster.postgres.yaml as shipped, with max_concurrent_runs lowered (all else kept)."""
+    import yaml
+
+    cfg = yaml.safe_load(DEPLOY_YAML.read_text())
+    assert cfg["concurrency"]["runs"]["max_concurrent_runs"] == 16
+    cfg["concurrency"]["runs"]["max_concurrent_runs"] = QUEUE_MAX_RUNS
+    (dagster_home / "dagster.yaml").write_text(yaml.safe_dump(cfg))
+
+
+def _descendants(pid: int) -> list[int]:
+    """Every process below ``pid`` (from /proc: no psutil in this venv)."""
+    parents = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat") as fh:
+                    parents[int(entry)] = int(fh.read().rsplit(")", 1)[1].split()[1])
+            except OSError:
+                continue
+    out, todo = [], [pid]
+    while todo:
+        parent = todo.pop()
+        kids = [p for p, pp in parents.items() if pp == parent]
+        out += kids
+        todo += kids
+    return out
+
+
+def _reap(pids: list[int], timeout: float) -> None:
+    """Wait for these processes to exit; kill those still there after ``timeout`` seconds."""
+    import signal
+    import time
+
+    def alive(pid):
+        try:
+            os.kill(pid, 0)
+        except OSError:
+            return False
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+        except OSError:
+            return False
+
+    deadline = time.monotonic() + timeout
+    while any(alive(p) for p in pids) and time.monotonic() < deadline:
+        time.sleep(0.5)
+    for pid in pids:
+        if alive(pid):
+            os.kill(pid, signal.SIGKILL)
+
+
+def test_queued_runs_respect_the_run_and_shard_limits(pg_instance, home):
+    """Eight runs submitted at once (inbox-sensor runs of shards 0,0,0,1,1,2,3,3) are queued
+    in PostgreSQL and dequeued by the daemon's run coordinator as real runs (code server
+    and run worker subprocesses): never more than 3 in progress, never two of one shard."""
+    import time
+
+    from dagster import DagsterInstance, DagsterRunStatus
+    from dagster._core.test_utils import create_test_daemon_workspace_context
+    from dagster._core.workspace.load_target import PythonFileTarget
+    from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
+
+    import pg_location
+
+    shipped, _ = pg_instance
+    _queue_yaml(home / "dagster")
+    instance = DagsterInstance.get()  # the same database, the lowered run limit
+    try:
+        queue = instance.get_concurrency_config().run_queue_config
+        assert queue.max_concurrent_runs == QUEUE_MAX_RUNS
+        assert {lim["key"] for lim in queue.tag_concurrency_limits} == {"mediaintel/trigger", "dagster/partition/shard"}
+        pools = instance.get_concurrency_config().pool_config
+        assert pools.default_pool_limit == 2 and str(pools.pool_granularity).lower().endswith("op")
+
+        target = PythonFileTarget(python_file=pg_location.__file__, attribute="defs",
+                                  working_directory=os.path.dirname(pg_location.__file__), location_name="pg_location")
+        shards = ["0", "0", "0", "1", "1", "2", "3", "3"]
+        with create_test_daemon_workspace_context(target, instance) as ctx:
+            entry = next(iter(ctx.create_request_context().get_code_location_entries().values()))
+            assert entry.code_location, entry.load_error
+            repo = next(iter(entry.code_location.get_repositories().values()))
+            remote_job = repo.get_full_job("hold_job")
+            run_ids = []
+            for shard in shards:
+                run = instance.create_run_for_job(
+                    job_def=pg_location.hold_job, run_config={"ops": {"hold": {"config": {"seconds": 5.0}}}},
+                    tags={"mediaintel/trigger": "inbox_sensor", "dagster/partition/shard": shard},
+                    remote_job_origin=remote_job.get_remote_origin(), job_code_origin=remote_job.get_python_origin())
+                instance.submit_run(run.run_id, ctx.create_request_context())
+                run_ids.append(run.run_id)
+            assert {r.status for r in instance.get_runs()} == {DagsterRunStatus.QUEUED}
+
+            in_progress = (DagsterRunStatus.STARTING, DagsterRunStatus.STARTED)
+            peak, peak_per_shard, samples = 0, {}, 0
+            daemon = QueuedRunCoordinatorDaemon(interval_seconds=1)
+            deadline = time.monotonic() + 150
+            while True:
+                list(daemon.run_iteration(ctx))  # one pass of the daemon's dequeue loop
+                runs = instance.get_runs()
+                active = [r for r in runs if r.status in in_progress]
+                samples += 1
+                if len(active) > peak:
+                    print(f"in progress: {sorted(r.tags['dagster/partition/shard'] for r in active)}")
+                peak = max(peak, len(active))
+                assert len(active) <= QUEUE_MAX_RUNS, [r.tags for r in active]
+                for shard in set(shards):
+                    n = sum(r.tags["dagster/partition/shard"] == shard for r in active)
+                    assert n <= 1, f"two runs of shard {shard} at once"
+                    peak_per_shard[shard] = max(peak_per_shard.get(shard, 0), n)
+                if all(r.status in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)
+                       for r in runs):
+                    break
+                assert time.monotonic() < deadline, {r.run_id: r.status for r in runs}
+                time.sleep(0.3)
+            daemon.__exit__(None, None, None)
+            children = _descendants(os.getpid())  # the code server and its run workers
+        # The code server must be gone before the fixture drops the database: one still
+        # shutting down then retries a missing database and outlives the test.
+        _reap(children, timeout=30)
+
+        records = {r.dagster_run.run_id: r for r in instance.get_run_records()}
+        assert {records[i].dagster_run.status for i in run_ids} == {DagsterRunStatus.SUCCESS}
+        # From the start and end times PostgreSQL recorded: the most runs ever in flight together.
+        spans = [(records[i].start_time, records[i].end_time, records[i].dagster_run.tags["dagster/partition/shard"])
+                 for i in run_ids]
+        overlap = max(sum(s <= t < e for s, e, _ in spans) for t, _, _ in spans)
+        same_shard = max(sum(s <= t < e and sh == shard for s, e, sh in spans) for t, _, shard in spans)
+        print(f"\nrun queue on PostgreSQL: {len(run_ids)} runs, limit {QUEUE_MAX_RUNS}: peak {peak} in progress "
+              f"({samples} samples), {overlap} overlapping by recorded times, at most {same_shard} per shard")
+        assert overlap <= QUEUE_MAX_RUNS and same_shard == 1
+        assert peak == QUEUE_MAX_RUNS, "the queue filled the limit (else the limit was not exercised)"
+    finally:
+        instance.dispose()
