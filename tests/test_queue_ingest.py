@@ -241,6 +241,10 @@ def test_s3_notifications_through_sqs_ingest_the_objects(aws, env, home):
     staged = staged_path(sources[0])
     assert staged.startswith(str(home / "staging")) and os.path.exists(staged)
     assert json.load(open(staged + ".json"))["sha256"] == hashlib.sha256(open(staged, "rb").read()).hexdigest()
+    # The stages after ingest open an s3:// source_uri through its staged copy (media/files.py).
+    from mediaintel_dagster.media.files import source_path
+
+    assert source_path(sources[0]) == staged
     # A notification for an object that is gone is a dead letter.
     s3.upload_file(str(files[0]), bucket, "in/gone.png")
     s3.delete_object(Bucket=bucket, Key="in/gone.png")

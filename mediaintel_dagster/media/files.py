@@ -54,10 +54,31 @@ def source_uri_for(path: str) -> str:
         return "file://" + urllib.parse.quote(raw, safe="/")
 
 
+def split_s3(uri: str) -> tuple[str, str]:
+    """(bucket, key) of an ``s3://bucket/key`` URI."""
+    bucket, _, key = uri[len("s3://"):].partition("/")
+    return bucket, key
+
+
+def staged_path(source_uri: str) -> str:
+    """Where a remote object is copied for the pipeline to read: under MEDIAINTEL_HOME/staging,
+    in a folder named by a hash of its URI (short and safe whatever the key), its own name kept.
+    The queue sensors' ingest run downloads it there (resources/queues.py ``stage_object``)."""
+    from .. import config
+
+    digest = hashlib.sha256(source_uri.encode()).hexdigest()[:16]
+    name = os.path.basename(split_s3(source_uri)[1]) or "object"
+    return str(config.home() / "staging" / digest / name)
+
+
 def local_path(uri: str) -> str:
-    """The local path (as os functions take it) of a ``source_uri``: a plain path, or a file:// URI."""
+    """The local path (as os functions take it) of a ``source_uri``: a plain path, a file://
+    URI, or an s3:// object's staged copy (so every stage after ingest decodes remote media
+    unchanged; a copy that is not there is a vanished file, quarantined as such)."""
     if uri.startswith("file://"):
         return os.fsdecode(urllib.parse.unquote_to_bytes(uri[len("file://"):]))
+    if uri.startswith("s3://"):
+        return staged_path(uri)
     return uri
 
 

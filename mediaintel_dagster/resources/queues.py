@@ -37,6 +37,7 @@ from pydantic import Field, PrivateAttr
 
 from .. import config
 from ..media.errors import ErrorCode
+from ..media.files import split_s3, staged_path  # noqa: F401 - staged_path: the queue sensors' API too
 from ..partitions import partition_for, split_key
 from .inbox import InboxFile, LocalInboxResource, stat_file
 
@@ -106,11 +107,6 @@ def _s3():
     return boto3.client("s3")
 
 
-def split_s3(uri: str) -> tuple[str, str]:
-    bucket, _, key = uri[len("s3://"):].partition("/")
-    return bucket, key
-
-
 def resolve(uri: str) -> ObjectRef:
     """The file behind a URI as it is now; PoisonMessage when it does not exist."""
     if uri.startswith("s3://"):
@@ -150,14 +146,6 @@ def write_ledger(instance, sensor: str, ledgers: dict[str, dict]) -> None:
 
 
 # ---- staging of remote objects -----------------------------------------------------------
-
-def staged_path(source_uri: str) -> str:
-    """Where a remote object is copied for the pipeline to read: under MEDIAINTEL_HOME/staging,
-    in a folder named by a hash of its URI (short and safe whatever the key), its own name kept."""
-    digest = hashlib.sha256(source_uri.encode()).hexdigest()[:16]
-    name = os.path.basename(split_s3(source_uri)[1]) or "object"
-    return str(config.home() / "staging" / digest / name)
-
 
 class StagedFile(InboxFile):
     """An inbox file whose source_uri is remote (s3://): read from its staged copy."""
