@@ -95,7 +95,7 @@ def server(tmp_path_factory, models_dir) -> ThreadServer:
         from mediaintel_dagster.api.app import create_app
 
         corpus = build_lake(tmp_path_factory, models_dir)
-        _CACHE["server"] = ThreadServer(create_app(corpus["res"], api_keys=KEYS))
+        _CACHE["server"] = ThreadServer(create_app(corpus["res"], api_keys=KEYS, torch_threads=None))  # the test process keeps its torch
     return _CACHE["server"]
 
 
