@@ -232,6 +232,27 @@ def _run_windows(instance, job, windows: dict[str, str], *, force: bool = False,
 
 
 # ---- redrive -------------------------------------------------------------------------
+def redrive_queues(dry_run: bool = False) -> dict:
+    """The configured queues' dead letters moved back to their queues (or, ``dry_run``, how
+    many wait): queue resource name -> count. None configured is a user error."""
+    from .definitions import queue_parts
+    from .sensors.queue import redrive_queue_dead_letters
+
+    _, res = queue_parts()
+    sources = {k: v for k, v in res.items() if k != "inbox"}
+    if not sources:
+        raise UserError("redrive --queue: no queue is configured (set MEDIAINTEL_QUEUE_URL or MEDIAINTEL_SQS_QUEUE_URL)")
+    if dry_run:
+        out = {}
+        for name, src in sources.items():
+            try:
+                out[name] = src.dead_letter_depth()
+            finally:
+                src.close()
+        return out
+    return {name: redrive_queue_dead_letters(src) for name, src in sources.items()}
+
+
 def redrive(stage: str | None = None, error_type: str | None = None, dry_run: bool = False,
             quiet: bool = False) -> dict:
     """Retry dead letters: mark the matching quarantine rows for one more try and run their
@@ -973,6 +994,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--stage", help="only this stage's rows (media, scenes, ocr_text, transcript_segments, ...)")
     p.add_argument("--error-type", help="only rows of this error type (see the README's table)")
     p.add_argument("--dry-run", action="store_true", help="list what would be retried; change nothing")
+    p.add_argument("--queue", action="store_true",
+                   help="also move the configured queues' dead letters (MEDIAINTEL_QUEUE_URL, "
+                        "MEDIAINTEL_SQS_QUEUE_URL) back to their queues")
 
     p = command("compact", help="compact (and vacuum) the lakehouse tables: what the nightly schedule does")
     p.add_argument("--vacuum-hours", type=_bounded_int(-1), default=168,
@@ -1044,6 +1068,8 @@ def _run(args, quiet: bool) -> int:
         return index_command(args.action, args.model_id)
     if args.command == "redrive":
         summary = redrive(args.stage, args.error_type, dry_run=args.dry_run, quiet=quiet)
+        if args.queue:
+            summary["queue_dead_letters_moved"] = redrive_queues(dry_run=args.dry_run)
         print(json.dumps(summary, default=str))
         return summary["exit_code"]
     if args.command == "compact":

@@ -29,6 +29,7 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "MEDIAINTEL_MAX_GPU_RUNS": ("8", "the queue sensors request no runs while this many GPU runs (tag mediaintel/gpu) are queued or running"),
     "MEDIAINTEL_QUEUE_URL": (None, "AMQP URL of the RabbitMQ broker; set, it turns on rabbitmq_ingest_sensor (docs/queues.md)"),
     "MEDIAINTEL_QUEUE_NAME": ("mediaintel.ingest", "RabbitMQ quorum queue of object-created events (dead letters in `<name>.dlq`)"),
+    "MEDIAINTEL_QUEUE_DELIVERY_LIMIT": ("10", "RabbitMQ x-delivery-limit: deliveries of one message before the broker dead-letters it (fixed when the queue is declared)"),
     "MEDIAINTEL_SQS_QUEUE_URL": (None, "SQS queue of S3 object-created notifications; set, it turns on sqs_ingest_sensor"),
     "MEDIAINTEL_SQS_DLQ_URL": (None, "SQS dead-letter queue for messages that cannot become a run"),
     "MEDIAINTEL_QUEUE_BATCH": ("500", "messages a queue sensor receives per tick"),

@@ -76,7 +76,8 @@ def queue_parts() -> tuple[list, dict]:
     if config.get("MEDIAINTEL_QUEUE_URL"):
         sensors.append(rabbitmq_ingest_sensor)
         res["rabbitmq_queue"] = RabbitMQQueueResource(url=config.get("MEDIAINTEL_QUEUE_URL"),
-                                                      queue=config.get("MEDIAINTEL_QUEUE_NAME"))
+                                                      queue=config.get("MEDIAINTEL_QUEUE_NAME"),
+                                                      delivery_limit=int(config.get("MEDIAINTEL_QUEUE_DELIVERY_LIMIT")))
     if config.get("MEDIAINTEL_SQS_QUEUE_URL"):
         sensors.append(sqs_ingest_sensor)
         res["sqs_queue"] = SqsQueueResource(queue_url=config.get("MEDIAINTEL_SQS_QUEUE_URL"),

@@ -279,3 +279,27 @@ def test_an_object_that_fails_n_times_is_a_dead_letter_until_redriven(aws, env, 
                        resources=resources).success  # the run redrive_sensor requests
     assert _uris(lake, "media_sources") == [f"s3://{bucket}/in/flaky.png"]
     assert lake.read("quarantine").num_rows == 0
+
+
+def test_mediaintel_redrive_queue_moves_the_brokers_dead_letters(rabbit, env, home, monkeypatch, capsys):
+    from mediaintel_dagster import cli
+
+    instance, _, _ = env
+    rabbit.publish(["{not json", json.dumps({"nope": 1})])
+    rabbit.close()
+    tick(instance, rabbit, RABBIT)
+    assert rabbit.dead_letter_depth() == 2
+    rabbit.close()
+    assert cli.main(["-q", "redrive", "--queue"]) == 2, "no queue configured: a user error"
+    monkeypatch.setenv("MEDIAINTEL_QUEUE_URL", AMQP)
+    monkeypatch.setenv("MEDIAINTEL_QUEUE_NAME", rabbit.queue)
+    monkeypatch.setenv("MEDIAINTEL_QUEUE_DELIVERY_LIMIT", str(rabbit.delivery_limit))
+    capsys.readouterr()
+    assert cli.main(["-q", "redrive", "--queue", "--dry-run"]) == 0
+    assert json.loads(capsys.readouterr().out)["queue_dead_letters_moved"] == {"rabbitmq_queue": 2}
+    assert rabbit.dead_letter_depth() == 2, "a dry run moves nothing"
+    rabbit.close()
+    assert cli.main(["-q", "redrive", "--queue"]) == 0
+    assert json.loads(capsys.readouterr().out)["queue_dead_letters_moved"] == {"rabbitmq_queue": 2}
+    assert rabbit.dead_letter_depth() == 0 and rabbit.depth() == 2
+    rabbit.close()
