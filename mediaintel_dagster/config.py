@@ -71,6 +71,7 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "MEDIAINTEL_DRIFT_LOGPROB_SHIFT": ("0.25", "drift: ASR mean avg_logprob shift threshold"),
     "MEDIAINTEL_DRIFT_OCR_CONFIDENCE_SHIFT": ("0.15", "drift: OCR mean confidence shift threshold"),
     "MEDIAINTEL_DRIFT_CENTROID_COSINE": ("0.2", "drift: embedding centroid cosine distance threshold"),
+    "MEDIAINTEL_S3_MAX_ATTEMPTS": ("8", "tries of each S3 request (boto3 standard retries: 5xx, SlowDown, throttling, connection errors)"),
     "HF_HUB_OFFLINE": ("1", "`0` lets OpenCLIP download weights at run time; nothing else ever downloads"),
     "CUDA_VISIBLE_DEVICES": (None, "`` or `-1` hides GPUs from the device detection"),
 }
@@ -90,6 +91,18 @@ def get(name: str) -> str | None:
     return value
 
 
+# The AWS SDK's own variables, read as every AWS tool reads them (not mediaintel settings:
+# the README's S3 section names them); the S3 lake and object store hand them to delta-rs and boto3.
+AWS_VARIABLES = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID",
+                 "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ALLOW_HTTP", "AWS_PROFILE",
+                 "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "AWS_ROLE_SESSION_NAME")
+
+
+def aws_environment() -> dict[str, str]:
+    """The AWS variables set (non-empty) in this process."""
+    return {k: v for k in AWS_VARIABLES if (v := os.environ.get(k))}
+
+
 def get_float(name: str) -> float:
     return float(get(name))
 
@@ -104,6 +117,14 @@ def home() -> Path:
 
 def lake_root() -> str:
     return get("MEDIAINTEL_LAKE") or str(home() / "lake")
+
+
+def lake_id(root: str | None = None) -> str:
+    """A short, stable name of a lake root (its URI hashed): what a running API says it
+    serves, so that a CLI never takes answers from a service over another lake."""
+    import hashlib
+
+    return hashlib.sha256((root or lake_root()).rstrip("/").encode()).hexdigest()[:16]
 
 
 def inbox_roots() -> list[str]:

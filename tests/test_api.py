@@ -413,3 +413,19 @@ def test_client_says_none_when_no_service_answers(monkeypatch):
     q = urllib.parse.parse_qs(client.query_string({"query": "a b", "kinds": ["ocr", "scene"], "media_kinds": None,
                                                     "k": 3}))
     assert q == {"q": ["a b"], "kind": ["ocr", "scene"], "k": ["3"]}
+
+
+def test_the_cli_asks_a_service_only_over_its_own_lake(srv, corpus, monkeypatch):
+    """A `serve` running over another MEDIAINTEL_HOME must not answer this lake's searches."""
+    from mediaintel_dagster import config
+    from mediaintel_dagster.api import client
+
+    health = httpx.get(f"{srv.url}/v1/health").json()
+    served = str(corpus["res"]["lake"].root)
+    assert health["lake_id"] == config.lake_id(served)
+    monkeypatch.delenv("MEDIAINTEL_API_URL", raising=False)
+    monkeypatch.setattr(client, "DEFAULT_URL", srv.url)
+    monkeypatch.setenv("MEDIAINTEL_LAKE", served)
+    assert client.service_url() == srv.url
+    monkeypatch.setenv("MEDIAINTEL_LAKE", served + "-another")
+    assert client.service_url() is None, "another lake: search in-process instead"

@@ -19,7 +19,7 @@ LAYERS = [
     {"checks", "jobs"},
     {"assets", "sensors"},
     {"definitions", "lineage", "search"},
-    {"cli", "bench"},
+    {"cli", "api", "bench"},
 ]
 
 

@@ -271,6 +271,7 @@ def create_app(resources: Optional[dict] = None, *, api_keys: Optional[list[str]
                               "and pictures, similar media, and everything the lake knows about a media.",
                   openapi_url="/v1/openapi.json", docs_url="/v1/docs", redoc_url=None, lifespan=lifespan)
     app.state.mediaintel = st
+    app.state.lake_id = config.lake_id(str(res["lake"].root))
 
     @app.middleware("http")
     async def _timing(request: Request, call_next):
@@ -338,7 +339,7 @@ def create_app(resources: Optional[dict] = None, *, api_keys: Optional[list[str]
 
     @open_router.get("/health", response_model=m.Health, summary="Liveness: the process answers")
     def health():
-        return {"status": "ok", "version": app.version}
+        return {"status": "ok", "version": app.version, "lake_id": app.state.lake_id}
 
     @open_router.get("/ready", response_model=m.Ready, summary="Readiness: lakehouse, index and models",
                      responses={503: {**_ERR, "description": "not ready: details say which check failed"}})

@@ -22,13 +22,15 @@ _NAMES = {"query": "q", "kinds": "kind", "media_kinds": "media_kind", "languages
 
 
 def service_url() -> str | None:
-    """Where a running API is: MEDIAINTEL_API_URL, or the default address if it answers."""
+    """Where a running API is: MEDIAINTEL_API_URL, or the default address if it answers and
+    serves this process's lake (a `serve` started over another MEDIAINTEL_HOME is not asked)."""
     url = (config.get("MEDIAINTEL_API_URL") or "").strip().rstrip("/")
     if url:
         return url
     try:
         with urllib.request.urlopen(f"{DEFAULT_URL}/v1/health", timeout=PROBE_TIMEOUT_S) as r:
-            if r.status == 200 and json.loads(r.read() or b"{}").get("status") == "ok":
+            health = json.loads(r.read() or b"{}") if r.status == 200 else {}
+            if health.get("status") == "ok" and health.get("lake_id") == config.lake_id():
                 return DEFAULT_URL
     except (OSError, ValueError):
         pass

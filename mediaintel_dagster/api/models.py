@@ -136,6 +136,7 @@ class MediaDetail(BaseModel):
 class Health(BaseModel):
     status: str
     version: str
+    lake_id: str = Field(description="a hash of the lake root this service serves (config.lake_id)")
 
 
 class Ready(BaseModel):

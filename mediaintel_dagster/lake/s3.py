@@ -21,15 +21,11 @@ import os
 import threading
 import uuid
 
-# delta-rs (object_store) option names for the standard variables it is given explicitly,
-# so the table writer and boto3 see one configuration.
-_DELTA_ENV = ("AWS_ENDPOINT_URL", "AWS_ENDPOINT_URL_S3", "AWS_REGION", "AWS_DEFAULT_REGION", "AWS_ACCESS_KEY_ID",
-              "AWS_SECRET_ACCESS_KEY", "AWS_SESSION_TOKEN", "AWS_ALLOW_HTTP", "AWS_PROFILE",
-              "AWS_WEB_IDENTITY_TOKEN_FILE", "AWS_ROLE_ARN", "AWS_ROLE_SESSION_NAME")
+from .. import config
 
 # How often boto3 tries a request before giving up (standard retry mode: 500/502/503/504,
 # SlowDown, throttling and connection errors, with jittered exponential backoff).
-S3_MAX_ATTEMPTS = int(os.environ.get("MEDIAINTEL_S3_MAX_ATTEMPTS", "8"))
+S3_MAX_ATTEMPTS = config.get_int("MEDIAINTEL_S3_MAX_ATTEMPTS")
 
 
 def is_s3(uri: str) -> bool:
@@ -46,7 +42,8 @@ def split_uri(uri: str) -> tuple[str, str]:
 
 
 def endpoint_url() -> str | None:
-    return os.environ.get("AWS_ENDPOINT_URL_S3") or os.environ.get("AWS_ENDPOINT_URL") or None
+    env = config.aws_environment()
+    return env.get("AWS_ENDPOINT_URL_S3") or env.get("AWS_ENDPOINT_URL") or None
 
 
 def delta_storage_options(given: dict[str, str] | None = None) -> dict[str, str]:
@@ -57,7 +54,7 @@ def delta_storage_options(given: dict[str, str] | None = None) -> dict[str, str]
     each commit) is the safe setting. ``aws_conditional_put=disabled`` is refused, since
     with it delta-rs cannot commit at all.
     """
-    opts = {k: v for k in _DELTA_ENV if (v := os.environ.get(k))}
+    opts = config.aws_environment()
     if "AWS_ENDPOINT_URL_S3" in opts:
         opts["AWS_ENDPOINT_URL"] = opts.pop("AWS_ENDPOINT_URL_S3")
     if "AWS_REGION" not in opts and "AWS_DEFAULT_REGION" in opts:
@@ -81,10 +78,11 @@ def client(endpoint: str | None = None):
     from botocore.config import Config
 
     endpoint = endpoint or endpoint_url()
-    key = (os.getpid(), endpoint, os.environ.get("AWS_ACCESS_KEY_ID"), os.environ.get("AWS_REGION"))
+    env = config.aws_environment()
+    key = (os.getpid(), endpoint, env.get("AWS_ACCESS_KEY_ID"), env.get("AWS_REGION"))
     with _clients_lock:
         if key not in _clients:
-            region = os.environ.get("AWS_REGION") or os.environ.get("AWS_DEFAULT_REGION") or "us-east-1"
+            region = env.get("AWS_REGION") or env.get("AWS_DEFAULT_REGION") or "us-east-1"
             _clients[key] = boto3.client(
                 "s3", endpoint_url=endpoint, region_name=region,
                 config=Config(retries={"mode": "standard", "max_attempts": S3_MAX_ATTEMPTS},
