@@ -158,6 +158,11 @@ VALUES_SCHEMA = {
             "type": "object", "additionalProperties": False,
             "properties": {"enabled": {"type": "boolean"},
                            "runMonitoring": {"type": "object"},
+                           # the chart's own RunRetries model (helm/dagster/schema: subschema/daemon.py)
+                           "runRetries": {"type": "object", "required": ["enabled"], "additionalProperties": False,
+                                          "properties": {"enabled": {"type": "boolean"},
+                                                         "maxRetries": {"type": "integer"},
+                                                         "retryOnAssetOrOpFailure": {"type": "boolean"}}},
                            "runCoordinator": {
                                "type": "object", "required": ["enabled", "type", "config"], "additionalProperties": False,
                                "properties": {"enabled": {"type": "boolean"}, "type": {"const": "QueuedRunCoordinator"},

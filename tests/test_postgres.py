@@ -82,6 +82,9 @@ def test_sensor_runs_are_stored_in_postgres(pg_instance, home, media_dir):
     from mediaintel_dagster.sensors import inbox_sensor as sensor
 
     instance, dbname = pg_instance
+    # A dead run is marked failed by run monitoring and retried from failure by run retries.
+    assert instance.run_monitoring_enabled and instance.run_monitoring_max_resume_run_attempts == 0
+    assert instance.run_retries_enabled and instance.run_retries_max_retries == 2
     assert isinstance(instance.run_storage, PostgresRunStorage), type(instance.run_storage)
     assert isinstance(instance.event_log_storage, PostgresEventLogStorage), type(instance.event_log_storage)
     assert isinstance(instance.schedule_storage, PostgresScheduleStorage), type(instance.schedule_storage)
