@@ -7,7 +7,6 @@ from __future__ import annotations
 import hashlib
 import json
 import logging
-import time
 
 import numpy as np
 import pyarrow.dataset as pads
@@ -90,10 +89,14 @@ def test_missing_weights_route_to_fallback_fast(tmp_path, monkeypatch, caplog):
     monkeypatch.setenv("HF_HOME", str(tmp_path / "empty-hf"))  # an empty cache
     monkeypatch.setenv("HF_HUB_CACHE", str(tmp_path / "empty-hf" / "hub"))
     caplog.set_level(logging.WARNING)
-    t0 = time.perf_counter()
+    # "Fast" means no network wait: no name is even looked up (not a timed assertion).
+    import socket
+
+    lookups = []
+    real_getaddrinfo = socket.getaddrinfo
+    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: lookups.append(a[:2]) or real_getaddrinfo(*a, **k))
     emb = ClipResource(device="cpu").embedder()  # ViT-B-32 laion2b_s34b_b79k, not on this machine
-    elapsed = time.perf_counter() - t0
-    assert elapsed < 10, f"no waiting on the network ({elapsed:.1f}s)"
+    assert lookups == [], f"the route to the fallback looked up {lookups}"
     assert emb.is_fallback and emb.model_id == FALLBACK_MODEL_ID
     warning = " ".join(r.getMessage() for r in caplog.records if r.levelno >= logging.WARNING)
     assert "laion2b_s34b_b79k" in warning and "huggingface-cli download" in warning and FALLBACK_MODEL_ID in warning
@@ -103,13 +106,14 @@ def test_missing_weights_route_to_fallback_fast(tmp_path, monkeypatch, caplog):
     import subprocess
     import sys
 
-    code = ("import sys, time; t = time.perf_counter()\n"
+    code = ("import socket, sys; calls = []; real = socket.getaddrinfo\n"
+            "socket.getaddrinfo = lambda *a, **k: calls.append(a[:2]) or real(*a, **k)\n"
             "from mediaintel_dagster.resources.clip import ClipResource\n"
             "e = ClipResource().embedder()\n"
-            "print(e.model_id, round(time.perf_counter() - t, 3), 'torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60,
+            "print(e.model_id, len(calls), 'torch' in sys.modules)")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
                          env={**os.environ}).stdout.split()
-    assert out[0] == FALLBACK_MODEL_ID and float(out[1]) < 10 and out[2] == "False", out
+    assert out == [FALLBACK_MODEL_ID, "0", "False"], out
 
     # A configured file that is not there: the same route.
     missing = ClipResource(pretrained=str(tmp_path / "nope.safetensors"), device="cpu").embedder()
@@ -193,7 +197,9 @@ def test_scene_embeddings_stage(home, tiny_clip, monkeypatch):
     index_media(lake, idx["vector_index"], idx["text_index"], sorted({r["media_id"] for r in rows}))
     text_vec = emb.embed_text(["a striped pattern"])
     assert text_vec.shape == (1, 24) and abs(float(np.linalg.norm(text_vec)) - 1) < 1e-5
-    hits = search("a striped pattern", k=4, lake=lake, clip=clip, kinds=["scene"], retrievers=["picture"], **idx)
+    # min_score=0: every hit, however weak (a random tiny model's cosines sit below the floors)
+    hits = search("a striped pattern", k=4, lake=lake, clip=clip, kinds=["scene"], retrievers=["picture"],
+                  min_score=0, **idx)
     assert len(hits) == 4 and {h.item_kind for h in hits} == {"scene"} and {h.model_id for h in hits} == {emb.model_id}
     assert [h.score for h in hits] == sorted((h.score for h in hits), reverse=True)
     best = {(r["media_id"], r["item_index"]): float(np.dot(r["vector"], text_vec[0])) for r in rows}
