@@ -91,10 +91,24 @@ def test_missing_weights_route_to_fallback_fast(tmp_path, monkeypatch, caplog):
     caplog.set_level(logging.WARNING)
     # "Fast" means no network wait: no name is even looked up (not a timed assertion).
     import socket
+    import threading
 
-    lookups = []
+    # Only this thread's lookups: servers earlier tests left running (uvicorn, pika, ...)
+    # resolve names in their own threads.
+    me, lookups = threading.get_ident(), []
     real_getaddrinfo = socket.getaddrinfo
-    monkeypatch.setattr(socket, "getaddrinfo", lambda *a, **k: lookups.append(a[:2]) or real_getaddrinfo(*a, **k))
+
+    def recording(*a, **k):
+        if threading.get_ident() == me:
+            lookups.append(a[:2])
+        return real_getaddrinfo(*a, **k)
+
+    monkeypatch.setattr(socket, "getaddrinfo", recording)
+    # A fresh choice, as a new process makes it: earlier tests in this process (the suite)
+    # already routed the default CLIP and would hand back their embedder, with no warning.
+    from mediaintel_dagster.resources import models
+
+    monkeypatch.setattr(models, "_CACHE", {})
     emb = ClipResource(device="cpu").embedder()  # ViT-B-32 laion2b_s34b_b79k, not on this machine
     assert lookups == [], f"the route to the fallback looked up {lookups}"
     assert emb.is_fallback and emb.model_id == FALLBACK_MODEL_ID
@@ -111,9 +125,10 @@ def test_missing_weights_route_to_fallback_fast(tmp_path, monkeypatch, caplog):
             "from mediaintel_dagster.resources.clip import ClipResource\n"
             "e = ClipResource().embedder()\n"
             "print(e.model_id, len(calls), 'torch' in sys.modules)")
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
-                         env={**os.environ}).stdout.split()
-    assert out == [FALLBACK_MODEL_ID, "0", "False"], out
+    proc = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120,
+                          env={**os.environ})
+    out = (proc.stdout.strip().splitlines() or [""])[-1].split()  # its own line, whatever was printed before
+    assert out == [FALLBACK_MODEL_ID, "0", "False"], (proc.stdout[-2000:], proc.stderr[-2000:])
 
     # A configured file that is not there: the same route.
     missing = ClipResource(pretrained=str(tmp_path / "nope.safetensors"), device="cpu").embedder()
