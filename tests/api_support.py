@@ -108,3 +108,14 @@ def wait_http(url: str, timeout: float = 120.0) -> None:
         except OSError:
             time.sleep(0.2)
     raise RuntimeError(f"{url} did not answer in {timeout} s")
+
+
+# The module fixtures both API test files use (imported there: one lake build per session).
+@pytest.fixture(scope="module")
+def corpus(tmp_path_factory, models_dir):
+    return build_lake(tmp_path_factory, models_dir)
+
+
+@pytest.fixture(scope="module")
+def srv(corpus, tmp_path_factory, models_dir):
+    return server(tmp_path_factory, models_dir)

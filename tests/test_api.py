@@ -19,20 +19,11 @@ import httpx
 import pytest
 
 import api_support
+from api_support import corpus, srv  # noqa: F401 - the shared module fixtures
 from api_support import KEYS, ThreadServer
 from conftest import REPO, VENV_BIN
 
 HEADERS = {"X-API-Key": KEYS[0]}
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory, models_dir):
-    return api_support.build_lake(tmp_path_factory, models_dir)
-
-
-@pytest.fixture(scope="module")
-def srv(corpus, tmp_path_factory, models_dir):
-    return api_support.server(tmp_path_factory, models_dir)
 
 
 @pytest.fixture(scope="module")

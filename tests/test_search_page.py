@@ -16,6 +16,7 @@ from pathlib import Path
 import pytest
 
 import api_support
+from api_support import corpus, srv  # noqa: F401 - the shared module fixtures
 from api_support import KEYS
 from conftest import REPO
 
@@ -34,16 +35,6 @@ def browser():
         b = p.chromium.launch(executable_path=CHROMIUM, args=["--no-sandbox"])
         yield b
         b.close()
-
-
-@pytest.fixture(scope="module")
-def corpus(tmp_path_factory, models_dir):
-    return api_support.build_lake(tmp_path_factory, models_dir)
-
-
-@pytest.fixture(scope="module")
-def srv(corpus, tmp_path_factory, models_dir):
-    return api_support.server(tmp_path_factory, models_dir)
 
 
 def png_size(path: Path) -> tuple[int, int]:
