@@ -148,13 +148,10 @@ def write_ledger(instance, sensor: str, ledgers: dict[str, dict]) -> None:
 # ---- staging of remote objects -----------------------------------------------------------
 
 class StagedFile(InboxFile):
-    """An inbox file whose source_uri is remote (s3://): read from its staged copy."""
+    """An inbox file whose source_uri is remote (s3://): its ``path`` is the staged copy
+    (media.files.local_path maps s3:// URIs there, for ingest and every later stage alike)."""
 
     __slots__ = ()
-
-    @property
-    def path(self) -> str:
-        return staged_path(self.source_uri)
 
 
 def stage_object(entry: dict) -> StagedFile:
