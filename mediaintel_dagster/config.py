@@ -54,6 +54,7 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "MEDIAINTEL_OWNERS": ("team:media-intel", "owners of every asset in the Dagster UI, comma-separated (`team:name` or emails)"),
     "MEDIAINTEL_SHARDS": ("4", "shards per arrival date (changing it re-maps files to windows: pick once)"),
     "MEDIAINTEL_EXECUTOR": ("in_process", "`in_process`, `multiprocess` or `k8s` (a pod per step)"),
+    "MEDIAINTEL_WHISPER_BATCH_SIZE": ("8", "speech recognition: pieces decoded at once by faster-whisper's batched pipeline; `0` for the sequential decoder (docs/perf.md)"),
     "MEDIAINTEL_CHECKS_ENGINE": ("ge", "`ge` (Great Expectations) or `arrow` (the same rules without GE)"),
     "MEDIAINTEL_LOG_FORMAT": ("text", "`json`: one JSON object per log line"),
     "MEDIAINTEL_METRICS": ("", "`prometheus`: stage and sensor gauges"),

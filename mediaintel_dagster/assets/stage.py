@@ -604,7 +604,11 @@ def run_stage(stage: Stage, context: AssetExecutionContext, config: StageConfig)
         + (f", {len(p.waiting)} waiting for {', '.join(stage.after)}" if p.waiting else "")
         + (f", {len(p.held)} held in quarantine" if p.held else ""))
 
+    # The compute function's own time (decode and models, not plan, writes or checks): what
+    # `make bench` subtracts from a run's wall time to get the orchestration overhead.
+    compute_clock = Stopwatch()
     outcomes = list(_compute(run, p.todo)) if p.todo else []
+    compute_seconds = compute_clock.seconds
     model = ModelRun.of(model_res) if (model_res is not None and outcomes) else ModelRun(requested=requested)
     served = model.served or requested
     if model.route and outcomes:  # said once per run that computes, not on no-op reruns
@@ -661,6 +665,9 @@ def run_stage(stage: Stage, context: AssetExecutionContext, config: StageConfig)
         delta_version=version if version is not None else lake.version(stage.table), model_id=served,
         cpu_seconds=clock.cpu_seconds, gpu_seconds=run.model_seconds if on_gpu else None,
         media_waiting=len(p.waiting), still_quarantined=len(p.held),
+        compute_seconds=round(compute_seconds, 3) if outcomes else None,
+        model_seconds=round(run.model_seconds, 3) if run.model_seconds else None,
+        peak_rss_mb=round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
         **quarantine_metadata(bad),
         **({"model_requested": requested, "model_route": model.route or "configured model",
             **{k: v for k, v in model.runtime.items() if v is not None}} if requested and outcomes else {}),

@@ -8,14 +8,17 @@ in one run, the word error rate (jiwer, on normalised text) and the real-time fa
 - stage:   what the `transcript_segments` stage writes for the file: ``decode_audio``
            (PyAV, 16 kHz mono float32), ``WhisperResource.transcribe`` and the hallucination
            guard (segments it drops are not in the table, so not in the text);
+- stage-seq: the same with the sequential decoder (``batch_size=0``; the stage batches by
+           default, MEDIAINTEL_WHISPER_BATCH_SIZE);
 - stage@1: the stage as it was at ``transcripts@1`` (FFmpeg's float resampler, VAD pads of
-           400 ms), for the before/after;
+           400 ms, sequential), for the before/after;
 - fw:      ``WhisperModel.transcribe(path)`` called directly with faster-whisper's defaults
            (it decodes the file itself);
-- fw+opts: the same call with the stage's settings (``WhisperResource.transcribe_options()``).
+- fw+opts: the same call with the sequential stage's settings (``transcribe_options()``);
+- fw-batched: faster-whisper's ``BatchedInferencePipeline`` with its defaults (when the stage batches).
 
 One model is loaded once and shared (the same weights, device and precision for all
-four), so the differences are the decode path, the settings and the stage's own code.
+paths), so the differences are the decode path, the settings and the stage's own code.
 The real-time factor is audio seconds per wall second, decode included.
 
 The set (built in a temporary folder each run, except the recordings):
@@ -308,18 +311,23 @@ def main(argv: list[str] | None = None) -> None:
     with tempfile.TemporaryDirectory(prefix="mi-bench-speech-") as tmp:
         os.environ.setdefault("MEDIAINTEL_MODELS", str(Path(tmp) / "models"))
         cases = build_set(Path(tmp) / "set", a.only)
-        whisper = WhisperResource()
-        old = WhisperResource(vad_speech_pad_ms=400)  # the same loaded model (the same load key)
+        whisper = WhisperResource()  # batched unless MEDIAINTEL_WHISPER_BATCH_SIZE says otherwise
+        # The same loaded model (the same load key), decoded sequentially.
+        seq = WhisperResource(batch_size=0)
+        old = WhisperResource(vad_speech_pad_ms=400, batch_size=0)
         model = whisper.load()
-        stage_opts = whisper.transcribe_options()
+        stage_opts = seq.transcribe_options()
         print(f"model {whisper.model_id} ({whisper.resolved_device()}, {whisper.resolved_compute_type()}); "
-              f"stage settings {stage_opts}; {len(cases)} files")
+              f"stage settings {whisper.transcribe_options()}; {len(cases)} files")
         paths = {
             "stage": lambda c: stage_text(whisper, c.path),
+            "stage-seq": lambda c: stage_text(seq, c.path),
             "stage@1": lambda c: old_stage_text(old, c.path),
             "fw": lambda c: direct_text(model, c.path, {}),
             "fw+opts": lambda c: direct_text(model, c.path, stage_opts),
         }
+        if whisper.batched:  # faster-whisper's own batched pipeline, its defaults
+            paths["fw-batched"] = lambda c: direct_text(whisper.pipeline(), c.path, {"batch_size": whisper.batch_size})
         results = []
         for c in cases:
             row = {"name": c.name, "kind": c.kind, "what": c.what, "reference": c.reference, "words": len(normalise(c.reference).split())}

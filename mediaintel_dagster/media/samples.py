@@ -179,6 +179,15 @@ def _resample(pcm: np.ndarray, src_rate: int, dst_rate: int) -> np.ndarray:
     return np.clip(np.round(out), -32768, 32767).astype(np.int16)
 
 
+def speech_track(speech: str | None, *, voice: str = "en-us", rate_wpm: int = 150,
+                 audio_rate: int = 44100) -> np.ndarray | None:
+    """``speech`` spoken by espeak-ng as mono int16 at ``audio_rate``; None for no text."""
+    if not speech or not speech.strip():
+        return None
+    pcm, rate = synthesize_speech(speech, voice=voice, rate_wpm=rate_wpm)
+    return _resample(pcm, rate, audio_rate)
+
+
 # --------------------------------------------------------------------------------------
 # Text rendering helpers
 # --------------------------------------------------------------------------------------
@@ -526,10 +535,8 @@ def make_video(
     fps = int(fps)
 
     shot_frames = [max(1, int(round(s.duration_s * fps))) for s in shots]
-    audio: np.ndarray | None = None
-    if speech and speech.strip():
-        pcm, rate = synthesize_speech(speech, voice=voice, rate_wpm=rate_wpm)
-        audio = _resample(pcm, rate, audio_rate)
+    audio = speech_track(speech, voice=voice, rate_wpm=rate_wpm, audio_rate=audio_rate)
+    if audio is not None:
         needed = math.ceil(audio.size * fps / audio_rate)
         if needed > sum(shot_frames):
             shot_frames[-1] += needed - sum(shot_frames)
