@@ -9,7 +9,7 @@ SUDO   := $(shell [ "$$(id -u)" = 0 ] || echo sudo)
 export MEDIAINTEL_HOME ?= $(CURDIR)/.mediaintel
 export DAGSTER_HOME ?= $(MEDIAINTEL_HOME)/dagster
 
-.PHONY: demo test ui install clean
+.PHONY: demo test bench bench-quick bench-gpu ui install clean
 
 install: $(STAMP)
 
@@ -29,6 +29,20 @@ $(BROWSER_STAMP): $(STAMP)
 
 test: $(STAMP) $(BROWSER_STAMP)
 	$(VENV)/bin/python -m pytest -q -ra
+
+# The performance bench (docs/perf.md): the pipeline against a plain script, PySceneDetect and
+# faster-whisper on a fixed corpus (built once under $(MEDIAINTEL_HOME)/bench); 25-35 min on 2 cores.
+bench: $(STAMP)
+	$(VENV)/bin/python -m mediaintel_dagster.bench.perf --out docs/perf.md
+
+# The same on a small corpus (3 videos of 1 min, 1 audio, 2 short clips): about 5 min.
+bench-quick: $(STAMP)
+	$(VENV)/bin/python -m mediaintel_dagster.bench.perf --videos 3 --minutes 1 --audio 1 --short 2 --out $(MEDIAINTEL_HOME)/perf-quick.md
+
+# On a machine with an NVIDIA GPU: float16 Whisper batched by 16, TransNetV2 on every frame,
+# the corpus as `make bench` (docs/perf.md, "GPU").
+bench-gpu: $(STAMP)
+	$(VENV)/bin/python -m mediaintel_dagster.bench.perf --gpu --out docs/perf-gpu.md
 
 # The Dagster UI on http://127.0.0.1:3000 over the same instance the CLI writes to.
 ui: $(STAMP)

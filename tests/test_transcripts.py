@@ -324,7 +324,7 @@ def test_definitions_carry_the_audio_stages():
 
     ts = defs.resolve_assets_def("transcript_segments")
     key = AssetKey("transcript_segments")
-    assert ts.code_versions_by_key[key] == "transcripts@2|faster-whisper/base@auto"  # model-aware
+    assert ts.code_versions_by_key[key] == "transcripts@3|faster-whisper/base@auto"  # model-aware
     assert ts.specs_by_key[key].group_name == "audio"
     assert AssetKey("media") in ts.asset_deps[key]
     assert ts.op.pool == GPU_POOL and ts.op.tags["mediaintel/device"] == GPU_OP_TAGS["mediaintel/device"]

@@ -1,6 +1,7 @@
 """Audio stage: what was said, when, in which language, with per-word timestamps."""
 
 import os
+from collections import Counter
 
 from dagster import MetadataValue
 
@@ -25,7 +26,8 @@ def transcribe(run: StageRun, m: dict) -> Outcome:
     whisper = run.model
     mid, uri = m["media_id"], m["source_uri"]
     if not m["has_audio"]:
-        run.stats["media_without_audio"] += 1
+        with run.lock:
+            run.stats["media_without_audio"] += 1
         return Outcome(mid, note="no audio")  # an image or a silent video: nothing to hear, done
     # A file:// source_uri (non-UTF-8 name) decodes to its bytes; a source that vanished or
     # became a FIFO since ingest raises its MediaError instead of hanging the decoder.
@@ -39,14 +41,15 @@ def transcribe(run: StageRun, m: dict) -> Outcome:
     except Exception as exc:  # the model, not the file: worth a retry (memory, a lost GPU)
         raise MediaError(ErrorCode.MODEL_FAILED, f"{os.path.basename(uri)}: Whisper failed: "
                                                  f"{type(exc).__name__}: {exc}") from exc
-    run.model_seconds += clock.seconds
     del samples
     rows = []
+    verdicts = Counter(VERDICT + v for _, v in judged if v is not None)  # summarize reports them
+    with run.lock:  # two media may be transcribed at once (WhisperResource.parallel_media)
+        run.model_seconds += clock.seconds
+        run.stats.update(verdicts)
     for seg, verdict in judged:
-        if verdict is not None:
-            run.stats[VERDICT + verdict] += 1  # the guard's verdicts; summarize reports them
-            if verdict.startswith("drop:"):
-                continue
+        if verdict is not None and verdict.startswith("drop:"):
+            continue
         rows.append({
             "media_id": mid, "segment_index": len(rows), **seg,
             "language": result.language, "language_probability": result.language_probability,
@@ -67,7 +70,7 @@ def summarize(run: StageRun, rows) -> dict:
 
 
 TRANSCRIPTS = Stage(
-    name="transcript_segments", table="transcript_segments", code_version="transcripts@2", group="audio",
+    name="transcript_segments", table="transcript_segments", code_version="transcripts@3", group="audio",
     description=(
         "One row per speech segment of the window's media, recognised with faster-whisper (Whisper base; "
         "precision policy 'auto': int8 on CPU, float16 on GPU, the precision that ran is in audit_log): start "
@@ -78,7 +81,7 @@ TRANSCRIPTS = Stage(
         "recorded as done with no rows; media whose audio cannot be decoded are quarantined. Delta table "
         "`transcript_segments`."
     ),
-    compute=transcribe, model="whisper", gpu=True,
+    compute=transcribe, model="whisper", gpu=True, parallel=lambda run: run.model.parallel_media(),
     media_columns=("media_id", "source_uri", "has_audio", "duration_s"), summarize=summarize,
 )
 TRANSCRIPTS_CODE_VERSION = TRANSCRIPTS.code_version

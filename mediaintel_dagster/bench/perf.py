@@ -371,6 +371,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--variant", action="append", default=[],
                    help="NAME:ENV=VALUE[,ENV=VALUE]: one more pipeline run with these settings")
     p.add_argument("--corpus", default=None, help="where the corpus is built (default $MEDIAINTEL_HOME/bench)")
+    p.add_argument("--gpu", action="store_true",
+                   help="the GPU path: needs CUDA; Whisper float16 batched by 16, TransNetV2 on every frame")
     p.add_argument("--out", default="docs/perf.md")
     p.add_argument("--json", default=None, help="also write the raw numbers here")
     args, rest = p.parse_known_args(argv)
@@ -380,6 +382,19 @@ def main(argv: list[str] | None = None) -> int:
 
     from .. import config
 
+    base_env = {}
+    machine_line = machine()
+    if args.gpu:
+        from ..media.device import detect_device
+
+        if detect_device() != "cuda":
+            print("bench --gpu: no CUDA device on this machine (torch.cuda.is_available() is False)", file=sys.stderr)
+            return 2
+        import torch
+
+        machine_line += f", GPU {torch.cuda.get_device_name(0)}"
+        # float16 comes with device auto; a GPU takes far bigger batches than 2 cores.
+        base_env["MEDIAINTEL_WHISPER_BATCH_SIZE"] = "16"
     spec = Spec(videos=args.videos, minutes=args.minutes, audio=args.audio, short=args.short)
     root = Path(args.corpus or (config.home() / "bench"))
     t = time.perf_counter()
@@ -392,7 +407,6 @@ def main(argv: list[str] | None = None) -> int:
         name, _, assigns = v.partition(":")
         variants.append((f"pipeline[{name}]", dict(a.split("=", 1) for a in assigns.split(",") if a)))
     models = str(Path(config.models_root()).resolve())
-    machine_line = machine()
     results = {}
     for part in [x for x in args.parts.split(",") if x]:
         part_dir = str(folder / part)
@@ -401,7 +415,8 @@ def main(argv: list[str] | None = None) -> int:
             for name, env in variants:
                 home = tempfile.mkdtemp(prefix="mediaintel-bench-")
                 try:
-                    r = run_child("pipeline", part_dir, home, truth_file, env={"MEDIAINTEL_MODELS": models, **env})
+                    r = run_child("pipeline", part_dir, home, truth_file,
+                                  env={"MEDIAINTEL_MODELS": models, **base_env, **env})
                 finally:
                     shutil.rmtree(home, ignore_errors=True)
                 collected.setdefault(name, []).append(r)
@@ -410,7 +425,7 @@ def main(argv: list[str] | None = None) -> int:
                 if name not in runs or (name == "scenedetect" and part == "short" and rep):
                     continue
                 a = (part_dir, truth_file) if name == "whisper" else (part_dir,)
-                r = run_child(name, *a, env={"MEDIAINTEL_MODELS": models})
+                r = run_child(name, *a, env={"MEDIAINTEL_MODELS": models, **base_env})
                 collected.setdefault(name, []).append(r)
                 print(f"{part} {name} #{rep + 1}: {r['process_wall_s']} s", file=sys.stderr)
         media_s = media_seconds(truth, folder, part)
