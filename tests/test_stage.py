@@ -196,3 +196,61 @@ def test_noop_window_loads_nothing_and_reuses_checks(home):
     media = [e for e in instance.all_logs(last_run.run_id) if e.dagster_event and e.dagster_event.is_step_materialization
              and e.dagster_event.asset_key == AssetKey("media")]
     assert media and media[0].dagster_event.event_specific_data.materialization.metadata["new_media"].value == 0
+
+
+def test_parallel_media_keep_order_context_and_quarantine():
+    """A per-media stage with ``parallel`` computes media on worker threads: outcomes come back
+    in the window's order, each media sees its own CURRENT_INPUT, and one media's exception
+    quarantines that media only."""
+    import threading
+    import time as _time
+
+    from mediaintel_dagster.assets.stage import CURRENT_INPUT, Outcome, Stage, _compute
+
+    seen = {}
+
+    def compute(run, m):
+        _time.sleep(0.3 if m["media_id"] == "a" else 0.05)  # the first media finishes last
+        seen[m["media_id"]] = (threading.current_thread().name, CURRENT_INPUT.get())
+        if m["media_id"] == "c":
+            raise MediaError(ErrorCode.DECODE_ERROR, "c: broken")
+        return Outcome(m["media_id"], rows=[{"media_id": m["media_id"]}])
+
+    stage = Stage(name="probe_parallel", table="scenes", code_version="t@1", description="t", group="t",
+                  compute=compute, parallel=lambda run: 2)
+
+    class Run:
+        pass
+
+    run = Run()
+    run.stage, run.log = stage, __import__("logging").getLogger("test")
+    todo = [{"media_id": x, "source_uri": f"/in/{x}.mp4"} for x in "abcd"]
+    t0 = _time.perf_counter()
+    out = list(_compute(run, todo))
+    wall = _time.perf_counter() - t0
+    assert [o.media_id for o in out] == list("abcd"), "the window's order, not the finishing order"
+    assert [o.error is None for o in out] == [True, True, False, True]
+    assert out[2].error.code is ErrorCode.DECODE_ERROR
+    assert {seen[x][1] for x in "abcd"} == {f"/in/{x}.mp4" for x in "abcd"}, "each media names its own file"
+    assert len({seen[x][0] for x in "abcd"}) == 2 and all(n.startswith("probe_parallel") for n, _ in seen.values())
+    assert wall < 0.3 + 0.05 * 3, f"b, c and d ran while a slept ({wall:.2f}s)"
+    # one at a time: the same outcomes, on the calling thread
+    serial = Stage(name="s", table="scenes", code_version="t@1", description="t", group="t", compute=compute)
+    run.stage = serial
+    assert [(o.media_id, o.error is None) for o in _compute(run, todo)] == [(o.media_id, o.error is None) for o in out]
+
+
+def test_whisper_workers_share_the_cores():
+    on_cpu = WhisperResource(device="cpu", workers=0, cpu_threads=0)
+    import os
+
+    cores = os.cpu_count() or 1
+    assert on_cpu.resolved_workers() == min(4, cores) and on_cpu.parallel_media() == min(4, cores)
+    assert on_cpu.resolved_cpu_threads() == max(1, cores // min(4, cores))
+    assert WhisperResource(device="cpu", workers=1).resolved_cpu_threads() == cores
+    assert WhisperResource(device="cuda", workers=3).resolved_workers() == 1, "a GPU batches instead"
+    assert not WhisperResource(device="cpu", batch_size=0).batched
+    assert not WhisperResource(device="cpu", batch_size=8, vad_filter=False).batched, "batching cuts at VAD pauses"
+    opts = WhisperResource(device="cpu", batch_size=8).transcribe_options()
+    assert opts["batch_size"] == 8 and "vad_parameters" not in opts
+    assert WhisperResource(device="cpu").runtime()["workers"] == on_cpu.resolved_workers()

@@ -18,7 +18,7 @@ from pathlib import Path
 from ..media.samples import STYLES, Shot, make_audio
 from ..media.transition_samples import Join, make_transition_video
 
-VERSION = 2
+VERSION = 3
 
 # Caption words: one topic per media, so a caption query has one right answer.
 TOPICS = [
@@ -116,8 +116,9 @@ def _video(folder: Path, name: str, rng: random.Random, seconds: float, topic, s
     made = make_transition_video(folder / f"{name}.mp4", shots, joins, size=spec.size, fps=spec.fps, crf=23,
                                  speech=speech)
     captions = sorted({w for s in shots if s.text for w in s.text.split()})
+    lines = sorted({s.text for s in shots if s.text})
     return {"kind": "video", "file": f"{folder.name}/{name}.mp4", "duration_s": made["duration_s"], "fps": spec.fps,
-            "speech": speech, "captions": captions, "topic": list(topic),
+            "speech": speech, "captions": captions, "caption_lines": lines, "topic": list(topic),
             "transitions": [{k: t[k] for k in ("kind", "frame", "start", "end")} for t in made["transitions"]]}
 
 

@@ -327,7 +327,7 @@ def main(argv: list[str] | None = None) -> None:
             "fw+opts": lambda c: direct_text(model, c.path, stage_opts),
         }
         if whisper.batched:  # faster-whisper's own batched pipeline, its defaults
-            paths["fw-batched"] = lambda c: direct_text(whisper.pipeline(), c.path, {"batch_size": whisper.batch_size})
+            paths["fw-batched"] = lambda c: direct_text(whisper.pipeline(), c.path, {"batch_size": whisper.resolved_batch_size()})
         results = []
         for c in cases:
             row = {"name": c.name, "kind": c.kind, "what": c.what, "reference": c.reference, "words": len(normalise(c.reference).split())}

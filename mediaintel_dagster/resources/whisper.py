@@ -29,11 +29,12 @@ from .models import ModelUnavailable, load_once, offline, resolve_device
 PACKAGED = "packaged-base"
 
 
+AUTO_BATCH = -1  # batch_size: 16 on a GPU, the sequential decoder on a CPU
+
+
 def _batch_size_setting() -> int:
     value = (config.get("MEDIAINTEL_WHISPER_BATCH_SIZE") or "auto").strip().lower()
-    if value == "auto":
-        return 16 if resolve_device("auto") == "cuda" else 0
-    return int(value)
+    return AUTO_BATCH if value == "auto" else int(value)
 _PACKAGED_FILES = ("config.json", "tokenizer.json", "vocabulary.json")
 
 
@@ -160,7 +161,7 @@ class WhisperResource(ConfigurableResource):
                     "text before each piece as context: 2.7x faster on a 2-core CPU but pooled WER 0.041 "
                     "against 0.027 on the speech set (docs/perf.md), and the way to fill a GPU. 0 or 1: one "
                     "30 s window after another, each conditioned on the text before it (the sequential decoder). "
-                    "Default (MEDIAINTEL_WHISPER_BATCH_SIZE=auto): 16 on a GPU, sequential on a CPU.")
+                    "-1 (MEDIAINTEL_WHISPER_BATCH_SIZE=auto, the default): 16 on a GPU, sequential on a CPU.")
     vad_filter: bool = Field(default=True, description="Silero VAD skips non-speech before decoding.")
     # VAD cuts only long non-speech. With faster-whisper's default pads (400 ms) it also trims
     # the edges of every voice and splices the stretches together, so Whisper's 30 s windows
@@ -239,14 +240,19 @@ class WhisperResource(ConfigurableResource):
     def runtime(self) -> dict:
         """Where and how this machine runs the model (the audit row records it)."""
         return {"device": self.resolved_device(), "compute_type": self.resolved_compute_type(),
-                "batch_size": self.batch_size if self.batched else None,
+                "batch_size": self.resolved_batch_size() if self.batched else None,
                 "workers": self.resolved_workers(), "cpu_threads": self.resolved_cpu_threads()}
 
     @property
     def batched(self) -> bool:
         """Batched needs VAD to cut the audio at pauses; with VAD off the sequential decoder runs
         (cutting blindly every 30 s would split words)."""
-        return self.batch_size > 1 and self.vad_filter
+        return self.resolved_batch_size() > 1 and self.vad_filter
+
+    def resolved_batch_size(self) -> int:
+        if self.batch_size == AUTO_BATCH:
+            return 16 if self.resolved_device() == "cuda" else 0
+        return self.batch_size
 
     def model_path(self) -> str:
         """The folder (or size name) handed to WhisperModel; assembles the packaged model."""
@@ -296,7 +302,7 @@ class WhisperResource(ConfigurableResource):
         faster-whisper's own batched settings (pieces of at most 30 s cut at pauses of 160 ms;
         the wide pads below are for the sequential decoder, whose windows VAD would splice)."""
         if self.batched:
-            return {"beam_size": self.beam_size, "batch_size": self.batch_size,
+            return {"beam_size": self.beam_size, "batch_size": self.resolved_batch_size(),
                     "vad_filter": True,  # the batched pipeline needs VAD (or clip timestamps) to cut the audio
                     "word_timestamps": self.word_timestamps, "language": self.language,
                     "no_speech_threshold": self.no_speech_threshold,
