@@ -39,7 +39,7 @@ def test_bench_runs_pipeline_and_yardstick(tmp_path, models_dir, monkeypatch):
                     "--runs", "pipeline,script", "--corpus", str(tmp_path / "bench"), "--out", str(out),
                     "--json", str(raw)])
     assert rc == 0
-    res = json.loads(raw.read_text())["long"]["runs"]
+    res = json.loads(raw.read_text())["results"]["long"]["runs"]
     pipe, script = res["pipeline"], res["script"]
     assert pipe["exit_code"] == 0, "nothing lost on the corpus"
     stages = pipe["stages"]
@@ -52,3 +52,8 @@ def test_bench_runs_pipeline_and_yardstick(tmp_path, models_dir, monkeypatch):
     assert script["facts"]["segments"] > 0 and script["facts"]["scenes"] > 0
     report = out.read_text()
     assert "| pipeline |" in report and "| script |" in report and "Orchestration:" in report
+    assert "## Targets" in report and "real time" in report
+    # the report can be written again from the raw numbers
+    again = tmp_path / "again.md"
+    assert perf.main(["--report-only", str(raw), "--out", str(again)]) == 0
+    assert again.read_text().split("\n", 3)[3] == report.split("\n", 3)[3]

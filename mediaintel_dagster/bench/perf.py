@@ -316,6 +316,7 @@ def markdown(results: dict, spec: Spec, args, machine: str) -> str:
              f"{spec.fps} fps, cuts, dissolves, fades, captions) and {spec.audio} audio files of {spec.minutes:g} min "
              f"(`long`), and {spec.short} short clips of 8-15 s (`short`). Every run is a fresh process (cold); "
              f"{args.repeats} interleaved run(s) each, median shown.", ""]
+    lines += targets(results)
     for part, res in results.items():
         lines += [f"## {part}: {res['media_s']:.0f} media-seconds", "",
                   "| run | wall s | media-s per wall-s | CPU s | peak RSS MB | vs script |",
@@ -346,6 +347,43 @@ def markdown(results: dict, spec: Spec, args, machine: str) -> str:
             lines += ["", *extra]
         lines.append("")
     return "\n".join(lines)
+
+
+def _quality_no_worse(q: dict, base: dict) -> bool:
+    """WER no higher (0.002 slack: one word in 500), transition F1, caption words and search
+    MRR no lower than the baseline's."""
+    return (q["wer"] is None or base["wer"] is None or q["wer"] <= base["wer"] + 0.002) and all(
+        (q[k] or 0) >= (base[k] or 0) - 1e-9 for k in ("cut_f1", "gradual_f1", "ocr_caption_words", "search_mrr"))
+
+
+def targets(results: dict) -> list[str]:
+    """Issue 14's targets, each with the figure that meets or misses it."""
+    long, short = results.get("long", {}).get("runs", {}), results.get("short", {}).get("runs", {})
+    rows = []
+
+    def row(what, got, ok):
+        rows.append(f"| {what} | {got} | {'met' if ok else '**missed**'} |")
+
+    p, s = long.get("pipeline"), long.get("script")
+    if p:
+        row("long corpus, default settings: >= 3x real time", f"{p['realtime_x']}x", p["realtime_x"] >= 3)
+        if s:
+            r = p["wall_s"] / s["wall_s"]
+            row("long corpus: wall time <= 1.0x the plain script's", f"{r:.2f}x", r <= 1.0)
+        row("long corpus: orchestration <= 5 % of wall time", f"{p['orchestration_pct']} %", p["orchestration_pct"] <= 5)
+        best = max((r for n, r in long.items() if n.startswith("pipeline")), key=lambda r: r["realtime_x"])
+        ok = _quality_no_worse(best["quality"], p["quality"])
+        row(f"long corpus, fastest optimization ({best['name']}): >= 5x real time, quality no worse",
+            f"{best['realtime_x']}x, quality {'no worse' if ok else 'worse'}", best["realtime_x"] >= 5 and ok)
+    if short.get("pipeline"):
+        sp = short["pipeline"]
+        row("short clips, default settings: >= 1.5x real time", f"{sp['realtime_x']}x", sp["realtime_x"] >= 1.5)
+    if not rows:
+        return []
+    return ["## Targets", "", "| target | measured | |", "| --- | --- | --- |", *rows, "",
+            "Quality is the run's own: WER on the narration, transition F1, the share of caption words OCR "
+            "read and the MRR of a caption searched as text (`quality()`); \"no worse\" allows one word in "
+            "500 of WER. Variants (`pipeline[...]`) are the default pipeline with one setting changed.", ""]
 
 
 def machine() -> str:
@@ -380,9 +418,16 @@ def main(argv: list[str] | None = None) -> int:
                    help="the GPU path: needs CUDA; Whisper float16 batched by 16, TransNetV2 on every frame")
     p.add_argument("--out", default="docs/perf.md")
     p.add_argument("--json", default=None, help="also write the raw numbers here")
+    p.add_argument("--report-only", default=None, help="write --out from a --json file of an earlier run")
     args, rest = p.parse_known_args(argv)
     if args.child:
         print(json.dumps(CHILDREN[args.child](*rest)))
+        return 0
+    if args.report_only:
+        raw = json.loads(Path(args.report_only).read_text())
+        spec = Spec(**{k: (tuple(v) if k == "size" else v) for k, v in raw["spec"].items()})
+        Path(args.out).write_text(markdown(raw["results"], spec, argparse.Namespace(repeats=raw["repeats"]),
+                                           raw["machine"]))
         return 0
 
     from .. import config
@@ -450,7 +495,10 @@ def main(argv: list[str] | None = None) -> int:
         Path(args.out).write_text(markdown(results, spec, args, machine_line))
         print(f"report: {args.out}", file=sys.stderr)
     if args.json:
-        Path(args.json).write_text(json.dumps(results, indent=1))
+        from dataclasses import asdict
+
+        Path(args.json).write_text(json.dumps({"spec": asdict(spec), "repeats": args.repeats, "machine": machine_line,
+                                               "results": results}, indent=1))
     return 0
 
 
