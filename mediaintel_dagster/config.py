@@ -56,7 +56,7 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "MEDIAINTEL_EXECUTOR": ("in_process", "`in_process`, `multiprocess` or `k8s` (a pod per step)"),
     "MEDIAINTEL_WHISPER_BATCH_SIZE": ("auto", "speech recognition: pieces decoded at once by faster-whisper's batched pipeline (2.7x faster on a CPU, a little worse WER); `0`: the sequential decoder; `auto`: 16 on a GPU, sequential on a CPU (docs/perf.md)"),
     "MEDIAINTEL_WHISPER_WORKERS": ("0", "speech recognition on a CPU: media transcribed at once, each by its own worker (`0`: one per core, at most 4)"),
-    "MEDIAINTEL_OCR_DETECT_SIZE": ("min:736", "OCR text detection size: `min:736` (RapidOCR's default: small keyframes scaled up) or `max:2000` (their own size: 4x faster, more dropped spaces; docs/perf.md)"),
+    "MEDIAINTEL_OCR_DETECT_SIZE": ("min:360", "OCR text detection size: `min:N` scales keyframes whose short side is under N up to N (RapidOCR's own default is `min:736`: 3x slower on 360p, same words; docs/perf.md), `max:N` scales those whose long side is over N down"),
     "MEDIAINTEL_CHECKS_ENGINE": ("ge", "`ge` (Great Expectations) or `arrow` (the same rules without GE)"),
     "MEDIAINTEL_LOG_FORMAT": ("text", "`json`: one JSON object per log line"),
     "MEDIAINTEL_METRICS": ("", "`prometheus`: stage and sensor gauges"),

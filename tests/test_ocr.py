@@ -52,14 +52,13 @@ def test_words_come_back_with_spaces(ocr, tmp_path):
     shots = [Shot(1.0, "BREAKING NEWS", style="stripes", color=(200, 30, 30)),
              Shot(1.0, "WEATHER TODAY", style="gradient", color=(240, 170, 30)),
              Shot(1.0, "INTERNATIONAL", style="circles", color=(40, 190, 70))]
-    raw_without_space = 0
     for size in [(640, 360), (1280, 720)]:
         make_video(tmp_path / "v.mp4", shots, size=size, fps=10)
         frames = _video_frames(tmp_path / "v.mp4")
         got = [[x for x in ocr.read(f)] for f in frames]
         assert [[x.text for x in lines] for lines in got] == [["BREAKING NEWS"], ["WEATHER TODAY"], ["INTERNATIONAL"]], size
-        raw_without_space += sum(" " not in x.raw_text for lines in got[:2] for x in lines)
-    assert raw_without_space >= 2, "the recogniser dropped spaces that the gap rule restored"
+    # (With the default box margin the recogniser reads these captions' spaces itself; the
+    # still above is the one whose spaces only the gap rule puts back.)
 
 
 def test_restore_spaces_leaves_other_lines_alone():

@@ -78,7 +78,7 @@ def summarize(run: StageRun, rows) -> dict:
 
 
 OCR = Stage(
-    name="ocr_text", table="ocr_text", code_version="ocr_text@2", group="visual",
+    name="ocr_text", table="ocr_text", code_version="ocr_text@3", group="visual",
     description=(
         "One row per distinct text line read on a scene's keyframes (Delta table `ocr_text`; every keyframe "
         "of the scene is read, the representative one and the extras of a shot whose picture changes, and a "

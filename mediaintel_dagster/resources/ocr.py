@@ -13,8 +13,8 @@ from .models import load_once
 
 
 def _detect_size() -> tuple[str, int]:
-    """MEDIAINTEL_OCR_DETECT_SIZE, `min:736` or `max:2000`: (rule, side)."""
-    rule, _, side = (config.get("MEDIAINTEL_OCR_DETECT_SIZE") or "min:736").partition(":")
+    """MEDIAINTEL_OCR_DETECT_SIZE, `min:360` or `max:2000`: (rule, side)."""
+    rule, _, side = (config.get("MEDIAINTEL_OCR_DETECT_SIZE") or "min:360").partition(":")
     if rule not in ("min", "max") or not side.isdigit():
         raise ValueError(f"MEDIAINTEL_OCR_DETECT_SIZE={rule}:{side}: expected min:N or max:N")
     return rule, int(side)
@@ -30,17 +30,19 @@ class OcrResource(ConfigurableResource):
     text_score: float = Field(default=0.5, description="RapidOCR drops lines whose recognition score is below this.")
     min_confidence: float = Field(default=0.6, description="Lines below this confidence are not written.")
     box_thresh: float = Field(default=0.5, description="Detector: minimum mean score of a text box.")
-    unclip_ratio: float = Field(default=1.6, description="Detector: how far a text box is grown around its core.")
+    # 2.0, not RapidOCR's 1.6: at the keyframe's own size a 1.6 box hugs the line so tightly
+    # that the recogniser drops word spaces ("GRANDOPENING" on a 960x540 still); 2.0 gives
+    # it the margin the upscaled detection used to give.
+    unclip_ratio: float = Field(default=2.0, description="Detector: how far a text box is grown around its core.")
     restore_spaces: bool = Field(default=True, description="Put back the spaces the recogniser drops between words.")
     threads: int = Field(default=-1, description="ONNX Runtime intra-op threads (-1: runtime default).")
     # RapidOCR's own rule ('min', 736) scales every image *up* until its short side is 736
-    # pixels: a 640x360 keyframe is detected at 1308x736, four times the pixels. 'max' 2000
-    # (detect at the keyframe's own size) is 4.2x faster on the bench's keyframes and reads the
-    # same caption words, but the recogniser then drops more spaces than restore_spaces puts
-    # back ("GRANDOPENING" on a 960x540 still, tests/test_ocr.py), so the default stays.
-    det_limit_type: str = Field(default_factory=lambda: _detect_size()[0], description="Detector resize rule: 'min' (the short side at least "
-                                                           "det_limit_side_len, RapidOCR's default) or 'max' (the "
-                                                           "long side at most that: faster on small keyframes).")
+    # pixels: a 640x360 keyframe is detected at 1308x736, four times the pixels, for the same
+    # caption words (docs/perf.md). 'min' 360 detects keyframes of 360p and up at their own
+    # size (3x faster OCR on the bench) and still scales tiny ones up.
+    det_limit_type: str = Field(default_factory=lambda: _detect_size()[0], description="Detector resize rule: 'min' (the short side scaled up to "
+                                                           "at least det_limit_side_len) or 'max' (the long side "
+                                                           "scaled down to at most that).")
     det_limit_side_len: int = Field(default_factory=lambda: _detect_size()[1], description="The side length that rule uses, in pixels.")
 
     @property
