@@ -13,8 +13,8 @@ from .models import load_once
 
 
 def _detect_size() -> tuple[str, int]:
-    """MEDIAINTEL_OCR_DETECT_SIZE, `min:360` or `max:2000`: (rule, side)."""
-    rule, _, side = (config.get("MEDIAINTEL_OCR_DETECT_SIZE") or "min:360").partition(":")
+    """MEDIAINTEL_OCR_DETECT_SIZE (`min:N` or `max:N`; its default is in config.SETTINGS): (rule, side)."""
+    rule, _, side = config.get("MEDIAINTEL_OCR_DETECT_SIZE").partition(":")
     if rule not in ("min", "max") or not side.isdigit():
         raise ValueError(f"MEDIAINTEL_OCR_DETECT_SIZE={rule}:{side}: expected min:N or max:N")
     return rule, int(side)
