@@ -231,13 +231,28 @@ def test_a_source_replaced_by_a_fifo_after_ingest_is_quarantined_not_waited_on(h
     assert row["error_type"] == "not_a_file" and "FIFO" in row["message"]
 
 
-def test_a_folder_the_walk_cannot_read_gets_a_row():
-    """Permissions do not stop root, so where the test runs as root the listing runs in a
-    forked child that has dropped to `nobody` (no exec: the venv under /root is closed to it)."""
-    import shutil
-    import tempfile
+# Run in a fresh interpreter as root, which then drops to `nobody`: the venv under /root is
+# closed to `nobody`, so everything is imported, and the walk run once, before setuid.
+_LOCKED_WALK = """
+import json, os, sys
+from mediaintel_dagster.resources.inbox import LocalInboxResource
+inbox = LocalInboxResource(roots=[sys.argv[1]])
+list(inbox.list_files())
+if os.geteuid() == 0:
+    os.setuid(65534)
+print(json.dumps([[f.source_uri, f.error] for f in inbox.list_files()]))
+"""
 
-    from mediaintel_dagster.resources.inbox import LocalInboxResource
+
+def test_a_folder_the_walk_cannot_read_gets_a_row():
+    """Permissions do not stop root, so where the test runs as root the listing runs as `nobody`.
+    That runs in a fresh interpreter, not a fork of pytest: a fork of this many-threaded
+    process (servers, LanceDB's event loop) can inherit a held lock and hang for ever, as it did
+    in CI."""
+    import shutil
+    import subprocess
+    import sys
+    import tempfile
 
     base = tempfile.mkdtemp(prefix="mediaintel-perm-")
     locked = os.path.join(base, "locked")
@@ -247,21 +262,10 @@ def test_a_folder_the_walk_cannot_read_gets_a_row():
         with open(os.path.join(locked, "inside.mp4"), "wb") as fh:
             fh.write(b"x")
         os.chmod(locked, 0)
-        r, w = os.pipe()
-        pid = os.fork()
-        if pid == 0:  # the child: list, write the entries, exit without pytest's teardown
-            try:
-                if os.geteuid() == 0:
-                    os.setuid(65534)
-                entries = [[f.source_uri, f.error] for f in LocalInboxResource(roots=[base]).list_files()]
-                os.write(w, json.dumps(entries).encode())
-            finally:
-                os._exit(0)
-        os.close(w)
-        with os.fdopen(r) as fh:
-            data = fh.read()
-        os.waitpid(pid, 0)
-        (entry,) = json.loads(data)
+        out = subprocess.run([sys.executable, "-c", _LOCKED_WALK, base], capture_output=True,
+                             text=True, timeout=120)
+        assert out.returncode == 0, out.stderr
+        (entry,) = json.loads(out.stdout)
         assert entry[0] == locked and entry[1][0] == "unreadable" and "permission denied" in entry[1][1]
     finally:
         os.chmod(locked, 0o755)
