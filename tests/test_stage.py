@@ -254,3 +254,75 @@ def test_whisper_workers_share_the_cores():
     opts = WhisperResource(device="cpu", batch_size=8).transcribe_options()
     assert opts["batch_size"] == 8 and "vad_parameters" not in opts
     assert WhisperResource(device="cpu").runtime()["workers"] == on_cpu.resolved_workers()
+
+
+def _small_filesystem(path, size: str = "16m"):
+    """A tmpfs of ``size`` at ``path`` (root only), so a test can fill a disk for real."""
+    path.mkdir(parents=True, exist_ok=True)
+    r = subprocess.run(["mount", "-t", "tmpfs", "-o", f"size={size}", "tmpfs", str(path)],
+                       capture_output=True, text=True)
+    if r.returncode != 0:
+        pytest.skip(f"a full disk needs a filesystem of its own: `mount -t tmpfs` refused "
+                    f"({r.stderr.strip() or r.returncode}); run as root to test it")
+    return path
+
+
+def _fill(path) -> "object":
+    """Fill the filesystem of ``path`` to its last byte; the filler file, to delete later."""
+    filler = path / "filler.bin"
+    with open(filler, "wb", buffering=0) as fh:
+        for chunk in (1 << 20, 1 << 12, 1):
+            try:
+                while True:
+                    fh.write(b"\0" * chunk)
+            except OSError as exc:
+                assert exc.errno == 28, exc  # ENOSPC
+    return filler
+
+
+@pytest.mark.parametrize("full", ["objects", "lake"])
+def test_a_full_disk_fails_the_step_cleanly_and_the_rerun_loses_nothing(home, full):
+    """A full disk under the keyframe store (mid-compute) or under the lake (mid-commit): the
+    step fails with one line naming the error and the file, nothing is quarantined (the
+    media are not at fault), every table stays readable at its version; once space is freed
+    the rerun writes every row once."""
+    import os
+    import shutil
+
+    vol = _small_filesystem(home / "vol")
+    try:
+        video = home / "inbox" / "two.mp4"
+        make_video(video, [Shot(1.0, "FIRST", style="gradient"), Shot(1.0, "SECOND", style="checker")],
+                   size=(320, 180))
+        lake = LakehouseResource(root=str(vol / "lake" if full == "lake" else home / "lake"))
+        objects = ObjectStoreResource(root=str(vol / "objects" if full == "objects" else home / "objects"))
+        resources = {"lake": lake, "inbox": LocalInboxResource(settle_seconds=0), "objects": objects}
+        window = window_of(video)
+        instance = DagsterInstance.ephemeral()
+        assert materialize([media_assets], partition_key=window, resources=resources, instance=instance).success
+        tables = ["media", "media_sources", "audit_log"]
+        before = {t: lake.version(t) for t in tables}
+
+        filler = _fill(vol)
+        res = materialize([scenes], partition_key=window, resources=resources, instance=instance,
+                          raise_on_error=False)
+        assert not res.success
+        (failure,) = [e for e in res.all_events if e.is_step_failure]
+        message = failure.event_specific_data.error.message
+        assert "No space left on device" in message and "two.mp4" in message, message
+        assert {t: lake.version(t) for t in tables} == before
+        for t in tables:
+            lake.read(t)  # readable: no half-written commit
+        assert lake.version("quarantine") is None or lake.read("quarantine").num_rows == 0
+
+        os.unlink(filler)
+        assert materialize([scenes], partition_key=window, resources=resources, instance=instance).success
+        rows = lake.read("scenes").to_pylist()
+        assert sorted(r["scene_index"] for r in rows) == [0, 1], rows
+        assert all(objects.exists(r["keyframe_uri"]) for r in rows)
+        audit = lake.read("audit_log", filter=pads.field("asset") == "scenes").to_pylist()
+        assert [a["status"] for a in audit] == ["written"], audit
+        assert lake.version("quarantine") is None or lake.read("quarantine").num_rows == 0
+    finally:
+        subprocess.run(["umount", "-l", str(vol)], check=False)
+        shutil.rmtree(vol, ignore_errors=True)

@@ -12,7 +12,9 @@ turns the declaration into a partitioned Dagster asset that, for one arrival win
    (``StageConfig.retry``, ``media.errors.ErrorCode.retryable``);
 3. if nothing is due, returns at once: no model is loaded, nothing heavy is imported;
 4. runs the compute function (per media, or once for the run's media when it batches
-   across them); an exception on one media quarantines that media, never the run;
+   across them); an exception on one media quarantines that media, never the run,
+   except storage that is full or read-only (``STORAGE_ERRNOS``): that is the deployment's
+   fault, not the input's, so the step fails (the run is retried) and nothing is quarantined;
 5. writes every settled media's rows in one replace of the table (a media that failed, or
    now has no rows, loses its old rows), the quarantine rows, and the audit rows (with the
    model that ran, why, and where: device, compute type, batch size);
@@ -31,6 +33,7 @@ A new stage is one short module: a ``Stage(...)`` and its compute function.
 # No `from __future__ import annotations`: Dagster reads the compute function's annotations.
 
 import contextvars
+import errno
 import hashlib
 import os
 import resource
@@ -727,7 +730,16 @@ def _compute_one(run: StageRun, m: dict):
         CURRENT_INPUT.reset(token)
 
 
+# A full disk, an exhausted quota or a read-only mount fails the step rather than quarantine
+# the media: every other media of the window would fail the same way, and a quarantine row per
+# media would spend their retry attempts (then dead-letter good input) on the deployment's fault.
+STORAGE_ERRNOS = frozenset({errno.ENOSPC, errno.EDQUOT, errno.EROFS})
+
+
 def _outcome(run: StageRun, m: dict, n: int, total: int, out, exc) -> Outcome:
+    if isinstance(exc, OSError) and exc.errno in STORAGE_ERRNOS:
+        CURRENT_INPUT.set(m.get("source_uri") or m["media_id"])  # the step's one line names the file
+        raise exc
     if exc is not None:
         err = exc if isinstance(exc, MediaError) else MediaError(
             ErrorCode.DECODE_ERROR, f"{os.path.basename(m.get('source_uri') or '')}: "
