@@ -1,8 +1,11 @@
-"""A tiny code location for tests/test_postgres.py's queue test: one job whose single op
-holds its run in progress for a moment, so the run queue's limits have something to limit.
+"""A tiny code location for tests/test_postgres.py's queue tests: a job whose single op
+holds its run in progress for a moment, so the run queue's limits have something to limit,
+and one whose op holds a slot of the GPU pool the pipeline's GPU steps declare.
 Loaded by the daemon's code server (a subprocess), as a deployed code location is."""
 
-from dagster import Config, Definitions, in_process_executor, job, op
+from dagster import Config, Definitions, In, Nothing, in_process_executor, job, op
+
+from mediaintel_dagster.jobs import GPU_POOL
 
 
 class HoldConfig(Config):
@@ -22,4 +25,19 @@ def hold_job():
     hold()
 
 
-defs = Definitions(jobs=[hold_job])
+@op(pool=GPU_POOL, ins={"after": In(Nothing)})
+def gpu_hold(config: HoldConfig) -> None:
+    """A stand-in GPU step: the same pool as scenes, scene_embeddings and transcript_segments."""
+    import time
+
+    time.sleep(config.seconds)
+
+
+# A CPU step first, as in the pipeline (ingest, then the GPU stages): the run is dequeued
+# and its GPU step waits inside the run for a slot of the pool.
+@job(executor_def=in_process_executor)
+def gpu_hold_job():
+    gpu_hold(hold())
+
+
+defs = Definitions(jobs=[hold_job, gpu_hold_job])

@@ -223,18 +223,64 @@ def _reap(pids: list[int], timeout: float) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def test_queued_runs_respect_the_run_and_shard_limits(pg_instance, home):
-    """Eight runs submitted at once (inbox-sensor runs of shards 0,0,0,1,1,2,3,3) are queued
-    in PostgreSQL and dequeued by the daemon's run coordinator as real runs (code server
-    and run worker subprocesses): never more than 3 in progress, never two of one shard."""
+def _run_queued(instance, job_name: str, shards: list[str], seconds: float, sample=None, timeout: float = 150):
+    """One run of pg_location's ``job_name`` per shard, submitted at once (inbox-sensor tags),
+    queued in PostgreSQL and dequeued by the daemon's run coordinator as real runs (code
+    server and run worker subprocesses) until all have ended; ``sample(active runs)`` is
+    called after every pass of the daemon. Returns the run ids, in order."""
     import time
 
-    from dagster import DagsterInstance, DagsterRunStatus
+    from dagster import DagsterRunStatus
     from dagster._core.test_utils import create_test_daemon_workspace_context
     from dagster._core.workspace.load_target import PythonFileTarget
     from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
 
     import pg_location
+
+    target = PythonFileTarget(python_file=pg_location.__file__, attribute="defs",
+                              working_directory=os.path.dirname(pg_location.__file__), location_name="pg_location")
+    job_def = getattr(pg_location, job_name)
+    with create_test_daemon_workspace_context(target, instance) as ctx:
+        entry = next(iter(ctx.create_request_context().get_code_location_entries().values()))
+        assert entry.code_location, entry.load_error
+        repo = next(iter(entry.code_location.get_repositories().values()))
+        remote_job = repo.get_full_job(job_name)
+        run_ids = []
+        for shard in shards:
+            run = instance.create_run_for_job(
+                job_def=job_def, run_config={"ops": {op: {"config": {"seconds": seconds}} for op in job_def.graph.node_dict}},
+                tags={"mediaintel/trigger": "inbox_sensor", "dagster/partition/shard": shard},
+                remote_job_origin=remote_job.get_remote_origin(), job_code_origin=remote_job.get_python_origin())
+            instance.submit_run(run.run_id, ctx.create_request_context())
+            run_ids.append(run.run_id)
+        assert {instance.get_run_by_id(i).status for i in run_ids} == {DagsterRunStatus.QUEUED}
+
+        in_progress = (DagsterRunStatus.STARTING, DagsterRunStatus.STARTED)
+        ended = (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)
+        daemon = QueuedRunCoordinatorDaemon(interval_seconds=1)
+        deadline = time.monotonic() + timeout
+        while True:
+            list(daemon.run_iteration(ctx))  # one pass of the daemon's dequeue loop
+            runs = [instance.get_run_by_id(i) for i in run_ids]
+            if sample is not None:
+                sample([r for r in runs if r.status in in_progress])
+            if all(r.status in ended for r in runs):
+                break
+            assert time.monotonic() < deadline, {r.run_id: r.status for r in runs}
+            time.sleep(0.3)
+        daemon.__exit__(None, None, None)
+        children = _descendants(os.getpid())  # the code server and its run workers
+    # The code server must be gone before the fixture drops the database: one still
+    # shutting down then retries a missing database and outlives the test.
+    _reap(children, timeout=30)
+    return run_ids
+
+
+def test_queued_runs_respect_the_run_and_shard_limits(pg_instance, home):
+    """Eight runs submitted at once (inbox-sensor runs of shards 0,0,0,1,1,2,3,3) are queued
+    in PostgreSQL and dequeued by the daemon's run coordinator as real runs (code server
+    and run worker subprocesses): never more than 3 in progress, never two of one shard."""
+    from dagster import DagsterInstance, DagsterRunStatus
 
     shipped, _ = pg_instance
     _queue_yaml(home / "dagster")
@@ -246,52 +292,20 @@ def test_queued_runs_respect_the_run_and_shard_limits(pg_instance, home):
         pools = instance.get_concurrency_config().pool_config
         assert pools.default_pool_limit == 2 and str(pools.pool_granularity).lower().endswith("op")
 
-        target = PythonFileTarget(python_file=pg_location.__file__, attribute="defs",
-                                  working_directory=os.path.dirname(pg_location.__file__), location_name="pg_location")
         shards = ["0", "0", "0", "1", "1", "2", "3", "3"]
-        with create_test_daemon_workspace_context(target, instance) as ctx:
-            entry = next(iter(ctx.create_request_context().get_code_location_entries().values()))
-            assert entry.code_location, entry.load_error
-            repo = next(iter(entry.code_location.get_repositories().values()))
-            remote_job = repo.get_full_job("hold_job")
-            run_ids = []
-            for shard in shards:
-                run = instance.create_run_for_job(
-                    job_def=pg_location.hold_job, run_config={"ops": {"hold": {"config": {"seconds": 5.0}}}},
-                    tags={"mediaintel/trigger": "inbox_sensor", "dagster/partition/shard": shard},
-                    remote_job_origin=remote_job.get_remote_origin(), job_code_origin=remote_job.get_python_origin())
-                instance.submit_run(run.run_id, ctx.create_request_context())
-                run_ids.append(run.run_id)
-            assert {r.status for r in instance.get_runs()} == {DagsterRunStatus.QUEUED}
+        seen = {"peak": 0, "samples": 0}
 
-            in_progress = (DagsterRunStatus.STARTING, DagsterRunStatus.STARTED)
-            peak, peak_per_shard, samples = 0, {}, 0
-            daemon = QueuedRunCoordinatorDaemon(interval_seconds=1)
-            deadline = time.monotonic() + 150
-            while True:
-                list(daemon.run_iteration(ctx))  # one pass of the daemon's dequeue loop
-                runs = instance.get_runs()
-                active = [r for r in runs if r.status in in_progress]
-                samples += 1
-                if len(active) > peak:
-                    print(f"in progress: {sorted(r.tags['dagster/partition/shard'] for r in active)}")
-                peak = max(peak, len(active))
-                assert len(active) <= QUEUE_MAX_RUNS, [r.tags for r in active]
-                for shard in set(shards):
-                    n = sum(r.tags["dagster/partition/shard"] == shard for r in active)
-                    assert n <= 1, f"two runs of shard {shard} at once"
-                    peak_per_shard[shard] = max(peak_per_shard.get(shard, 0), n)
-                if all(r.status in (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)
-                       for r in runs):
-                    break
-                assert time.monotonic() < deadline, {r.run_id: r.status for r in runs}
-                time.sleep(0.3)
-            daemon.__exit__(None, None, None)
-            children = _descendants(os.getpid())  # the code server and its run workers
-        # The code server must be gone before the fixture drops the database: one still
-        # shutting down then retries a missing database and outlives the test.
-        _reap(children, timeout=30)
+        def sample(active):
+            seen["samples"] += 1
+            if len(active) > seen["peak"]:
+                print(f"in progress: {sorted(r.tags['dagster/partition/shard'] for r in active)}")
+            seen["peak"] = max(seen["peak"], len(active))
+            assert len(active) <= QUEUE_MAX_RUNS, [r.tags for r in active]
+            for shard in set(shards):
+                n = sum(r.tags["dagster/partition/shard"] == shard for r in active)
+                assert n <= 1, f"two runs of shard {shard} at once"
 
+        run_ids = _run_queued(instance, "hold_job", shards, 5.0, sample)
         records = {r.dagster_run.run_id: r for r in instance.get_run_records()}
         assert {records[i].dagster_run.status for i in run_ids} == {DagsterRunStatus.SUCCESS}
         # From the start and end times PostgreSQL recorded: the most runs ever in flight together.
@@ -299,9 +313,46 @@ def test_queued_runs_respect_the_run_and_shard_limits(pg_instance, home):
                  for i in run_ids]
         overlap = max(sum(s <= t < e for s, e, _ in spans) for t, _, _ in spans)
         same_shard = max(sum(s <= t < e and sh == shard for s, e, sh in spans) for t, _, shard in spans)
-        print(f"\nrun queue on PostgreSQL: {len(run_ids)} runs, limit {QUEUE_MAX_RUNS}: peak {peak} in progress "
-              f"({samples} samples), {overlap} overlapping by recorded times, at most {same_shard} per shard")
+        print(f"\nrun queue on PostgreSQL: {len(run_ids)} runs, limit {QUEUE_MAX_RUNS}: peak {seen['peak']} in "
+              f"progress ({seen['samples']} samples), {overlap} overlapping by recorded times, at most {same_shard} "
+              f"per shard")
         assert overlap <= QUEUE_MAX_RUNS and same_shard == 1
-        assert peak == QUEUE_MAX_RUNS, "the queue filled the limit (else the limit was not exercised)"
+        assert seen["peak"] == QUEUE_MAX_RUNS, "the queue filled the limit (else the limit was not exercised)"
+    finally:
+        instance.dispose()
+
+
+def test_gpu_steps_wait_for_a_slot_of_the_gpu_pool(pg_instance, home):
+    """The GPU pool caps GPU steps across runs: with `gpu` set to 1 slot (as `dagster instance
+    concurrency set gpu 1` would), three runs in progress at once run their GPU step one at a
+    time, by the step times PostgreSQL recorded; the steps that waited say so in their run's
+    events, and every run succeeds."""
+    from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus
+
+    from mediaintel_dagster.jobs import GPU_POOL
+
+    _queue_yaml(home / "dagster")
+    instance = DagsterInstance.get()
+    try:
+        instance.event_log_storage.set_concurrency_slots(GPU_POOL, 1)
+        seen = {"peak": 0}
+        run_ids = _run_queued(instance, "gpu_hold_job", ["0", "1", "2"], 3.0,
+                              lambda active: seen.__setitem__("peak", max(seen["peak"], len(active))))
+        assert {instance.get_run_by_id(i).status for i in run_ids} == {DagsterRunStatus.SUCCESS}
+        spans, waited = [], 0
+        for i in run_ids:
+            events = instance.all_logs(i)
+            gpu = [e for e in events if e.step_key == "gpu_hold"]
+            start = next(e.timestamp for e in gpu if e.dagster_event_type == DagsterEventType.STEP_START)
+            end = next(e.timestamp for e in gpu if e.dagster_event_type == DagsterEventType.STEP_SUCCESS)
+            spans.append((start, end))
+            waited += any(GPU_POOL in (e.user_message or "") and "block" in (e.user_message or "").lower()
+                          for e in gpu if e.dagster_event_type == DagsterEventType.ENGINE_EVENT)
+        overlap = max(sum(s <= t < e for s, e in spans) for t, _ in spans)
+        print(f"\ngpu pool on PostgreSQL: 3 runs, {seen['peak']} in progress at the peak, GPU steps overlapping: "
+              f"{overlap}, steps that waited for a slot: {waited}")
+        assert seen["peak"] >= 2, "the runs were in progress together (else the pool was not exercised)"
+        assert overlap == 1, spans
+        assert waited >= 1
     finally:
         instance.dispose()
