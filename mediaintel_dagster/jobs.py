@@ -13,9 +13,9 @@ from . import config
 
 from typing import Optional
 
-from dagster import (AssetSelection, Config, DefaultScheduleStatus, ExecutorDefinition, MetadataValue,
-                     OpExecutionContext, ScheduleDefinition, define_asset_job, in_process_executor, job,
-                     multiprocess_executor, op)
+from dagster import (AssetSelection, Backoff, Config, DefaultScheduleStatus, ExecutorDefinition, Jitter,
+                     MetadataValue, OpExecutionContext, RetryPolicy, ScheduleDefinition, define_asset_job,
+                     in_process_executor, job, multiprocess_executor, op)
 
 from .monitoring.logs import RUN_CONFIG_LOGGERS
 
@@ -49,12 +49,25 @@ def executor_from_env() -> ExecutorDefinition:
     raise ValueError(f"MEDIAINTEL_EXECUTOR={name!r}: expected in_process, multiprocess or k8s")
 
 
+def step_retry_policy() -> Optional[RetryPolicy]:
+    """Retries of a failed stage step within its run (``MEDIAINTEL_STEP_RETRIES``), with
+    exponential backoff and jitter. Only transient failures use it: ``assets.stage.step_failure``
+    marks a bug or a configuration error ``allow_retries=False``, and one media's bad input is
+    a quarantine row, never a step failure."""
+    retries = config.get_int("MEDIAINTEL_STEP_RETRIES")
+    if retries <= 0:
+        return None
+    return RetryPolicy(max_retries=retries, delay=config.get_float("MEDIAINTEL_STEP_RETRY_DELAY_S"),
+                       backoff=Backoff.EXPONENTIAL, jitter=Jitter.PLUS_MINUS)
+
+
 ingest_job = define_asset_job(
     "ingest_job",
     selection=AssetSelection.all(),
     description="Every stage for one arrival window (date x shard): what the inbox sensor requests.",
     # Names the console logger so MEDIAINTEL_LOG_FORMAT=json takes effect (monitoring/logs.py).
     config=RUN_CONFIG_LOGGERS,
+    op_retry_policy=step_retry_policy(),
 )
 
 # The serving index alone for one window: what index_guard_sensor requests when a blocking
@@ -65,6 +78,7 @@ index_job = define_asset_job(
     selection=AssetSelection.assets("index_entries"),
     description="The index_entries stage alone for one arrival window (index_guard_sensor, or by hand).",
     config=RUN_CONFIG_LOGGERS,
+    op_retry_policy=step_retry_policy(),
 )
 
 

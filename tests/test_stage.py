@@ -326,3 +326,79 @@ def test_a_full_disk_fails_the_step_cleanly_and_the_rerun_loses_nothing(home, fu
     finally:
         subprocess.run(["umount", "-l", str(vol)], check=False)
         shutil.rmtree(vol, ignore_errors=True)
+
+
+@pytest.mark.parametrize("fault", ["transient", "bug"])
+def test_a_transient_step_failure_is_retried_and_a_bug_is_not(home, monkeypatch, fault):
+    """ingest_job's RetryPolicy: the scenes commit fails once with an I/O error (injected into
+    the lake resource: the fault is a stand-in, the job, executor and retry are Dagster's
+    own), and the step is retried after a backoff and writes its rows once; a ValueError (a
+    bug) fails the step at once, said not transient, with no retry."""
+    import errno
+
+    from dagster import DagsterEventType
+
+    from mediaintel_dagster.jobs import step_retry_policy
+
+    assert step_retry_policy() is not None and step_retry_policy().max_retries == 2
+    image = home / "inbox" / "poster.png"
+    make_image(image, "GRAND OPENING", size=(320, 180))
+    lake = LakehouseResource(root=str(home / "lake"))
+    resources = {"lake": lake, "inbox": LocalInboxResource(settle_seconds=0),
+                 "objects": ObjectStoreResource(root=str(home / "objects"))}
+    replace, calls = LakehouseResource.replace, []
+
+    def flaky(self, table, *args, **kwargs):
+        if table == "scenes":
+            calls.append(table)
+            if len(calls) == 1:
+                raise (OSError(errno.EIO, "Input/output error") if fault == "transient"
+                       else ValueError("a bug in the stage"))
+        return replace(self, table, *args, **kwargs)
+
+    monkeypatch.setattr(LakehouseResource, "replace", flaky)
+    job = build_defs(resources).resolve_job_def("ingest_job")
+    res = job.execute_in_process(partition_key=window_of(image), instance=DagsterInstance.ephemeral(),
+                                 raise_on_error=False,
+                                 asset_selection=[AssetKey(k) for k in ("media", "media_sources", "scenes", "keyframes")])
+    events = [e for e in res.all_events if e.step_key == "scenes"]
+    retried = [e for e in events if e.event_type == DagsterEventType.STEP_UP_FOR_RETRY]
+    if fault == "transient":
+        assert res.success and len(retried) == 1 and calls == ["scenes", "scenes"]
+        assert [r["scene_index"] for r in lake.read("scenes").to_pylist()] == [0]
+        assert [a["status"] for a in lake.read("audit_log", filter=pads.field("asset") == "scenes").to_pylist()] \
+            == ["written"]
+    else:
+        assert not res.success and not retried and calls == ["scenes"]
+        (failure,) = [e for e in events if e.is_step_failure]
+        assert "ValueError: a bug in the stage (not transient: not retried)" in failure.event_specific_data.error.message
+
+
+def test_which_step_failures_are_transient():
+    import errno
+
+    from botocore.exceptions import ClientError, EndpointConnectionError
+    from deltalake.exceptions import CommitFailedError
+
+    from mediaintel_dagster.assets.stage import is_transient
+
+    def aws(status, code):
+        return ClientError({"Error": {"Code": code}, "ResponseMetadata": {"HTTPStatusCode": status}}, "PutObject")
+
+    def wrapped(inner):
+        try:
+            try:
+                raise inner
+            except Exception as exc:
+                raise RuntimeError("the stage's write failed") from exc
+        except RuntimeError as outer:
+            return outer
+
+    for exc in [OSError(errno.ENOSPC, "No space left on device"), TimeoutError("read timed out"),
+                ConnectionResetError(), MemoryError(), CommitFailedError("lost the race"),
+                EndpointConnectionError(endpoint_url="http://s3"), aws(503, "SlowDown"), aws(429, "Throttling"),
+                wrapped(aws(500, "InternalError"))]:
+        assert is_transient(exc), exc
+    for exc in [ValueError("bad config"), KeyError("media_id"), TypeError(), aws(403, "AccessDenied"),
+                aws(404, "NoSuchBucket"), wrapped(ValueError("a bug"))]:
+        assert not is_transient(exc), exc

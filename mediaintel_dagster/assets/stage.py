@@ -582,17 +582,46 @@ def _rates(meta: dict) -> dict:
     return out
 
 
+# Failures that may pass on their own: storage and network I/O (OSError covers ConnectionError,
+# TimeoutError and delta-rs's object store errors), memory, a lake commit that lost its races
+# past LakehouseResource's own retries, botocore's transport errors. Matched by class name
+# along the MRO, so no client library is imported to tell.
+TRANSIENT_ERRORS = frozenset({"OSError", "MemoryError", "OutOfMemoryError", "CommitFailedError", "BotoCoreError"})
+
+
+def is_transient(exc: BaseException) -> bool:
+    """Whether retrying the step may help: a transient error (``TRANSIENT_ERRORS``), an AWS
+    reply of 5xx, 429 or throttling, or one of those as a cause. Everything else (a bug,
+    a configuration error) fails at once."""
+    seen = 0
+    while exc is not None and seen < 8:
+        if {c.__name__ for c in type(exc).__mro__} & TRANSIENT_ERRORS:
+            return True
+        reply = getattr(exc, "response", None)
+        if isinstance(reply, dict):  # botocore ClientError
+            status = reply.get("ResponseMetadata", {}).get("HTTPStatusCode") or 0
+            code = str(reply.get("Error", {}).get("Code", ""))
+            if status >= 500 or status == 429 or "Throttl" in code or code == "SlowDown":
+                return True
+        exc, seen = exc.__cause__ or exc.__context__, seen + 1
+    return False
+
+
 def step_failure(stage: Stage, context: AssetExecutionContext, exc: BaseException) -> Failure:
     """One line that says what went wrong and on which file (logged), as a Failure whose
-    description is that line and whose metadata names the stage, window and file."""
+    description is that line and whose metadata names the stage, window and file. A transient
+    error may be retried by the job's RetryPolicy (``jobs.step_retry_policy``); any other
+    fails the step at once."""
     partition = context.partition_key if context.has_partition_key else None
     where = CURRENT_INPUT.get()
+    transient = is_transient(exc)
     line = (f"{stage.name} failed in window {partition}"
             + (f" on {display_name(where)}" if where else " (not inside one file: the window's write or plan)")
-            + f": {ui.one_line(exc)}")
+            + f": {ui.one_line(exc)}" + ("" if transient else " (not transient: not retried)"))
     context.log.error(line)
-    return Failure(description=line, metadata={"stage": stage.name, "partition": str(partition),
-                                               "file": where or "", "error": ui.one_line(exc)})
+    return Failure(description=line, allow_retries=transient,
+                   metadata={"stage": stage.name, "partition": str(partition), "file": where or "",
+                             "error": ui.one_line(exc), "transient": transient})
 
 
 def run_stage(stage: Stage, context: AssetExecutionContext, config: StageConfig):
@@ -778,4 +807,4 @@ def bookkeeping_specs(stage_keys: Sequence[str], partitions_def=None) -> list[As
 
 __all__ = ["MODEL_RESOURCE_KEY", "ModelRun", "Outcome", "Plan", "Stage", "StageRun", "Stopwatch", "apply_model_versions",
            "audit_entry", "bookkeeping_specs", "fingerprint", "model_code_version", "plan", "quarantine_row",
-           "should_retry", "stage_data_version", "stage_metadata", "with_model_version"]
+           "is_transient", "should_retry", "stage_data_version", "stage_metadata", "with_model_version"]
