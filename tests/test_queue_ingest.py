@@ -21,6 +21,7 @@ import pytest
 from dagster import DagsterRunStatus, build_sensor_context
 
 from mediaintel_dagster.bench.burst import Instrumented, drain, make_files, submit
+from mediaintel_dagster.resources import ObjectStoreResource
 
 AMQP = "amqp://guest:guest@127.0.0.1:5672/%2F"
 RABBIT = "rabbitmq_ingest_sensor"
@@ -250,6 +251,43 @@ def test_s3_notifications_through_sqs_ingest_the_objects(aws, env, home):
     s3.delete_object(Bucket=bucket, Key="in/gone.png")
     run_until_empty(instance, source, SQS, resources)
     assert source.dead_letter_depth() == 1
+
+
+def test_a_step_without_the_staged_copy_fetches_the_object_and_checks_its_bytes(aws, env, home):
+    """With the k8s executor a step pod runs on another node than the run that ingested: it has
+    no staged copy. scenes fetches the object again (over the real S3 protocol, moto server as
+    AWS's stand-in) and writes its rows; an object replaced since ingest is refused
+    (changed_while_read, retried), never decoded as the media it is not."""
+    import shutil
+
+    from dagster import materialize
+
+    from mediaintel_dagster.assets import scenes
+
+    s3, bucket, source = aws
+    instance, lake, resources = env
+    resources = {**resources, "objects": ObjectStoreResource(root=str(home / "objects"))}
+    f = make_files(home / "files", 1)[0]
+    s3.upload_file(str(f), bucket, "in/pod.png")
+    run_until_empty(instance, source, SQS, resources)
+    (m,) = lake.read("media").to_pylist()
+    (window,) = {r["arrival_partition"] for r in lake.read("media_sources").to_pylist()}
+    shutil.rmtree(home / "staging")  # a fresh pod's disk
+
+    assert materialize([scenes], partition_key=window, instance=instance, resources=resources).success
+    assert [r["media_id"] for r in lake.read("scenes").to_pylist()] == [m["media_id"]]
+    from mediaintel_dagster.resources.queues import staged_path
+
+    assert hashlib.sha256(open(staged_path(m["source_uri"]), "rb").read()).hexdigest() == m["sha256"]
+
+    shutil.rmtree(home / "staging")
+    other = make_files(home / "other", 2)[1]  # different bytes under the same key
+    s3.upload_file(str(other), bucket, "in/pod.png")
+    assert materialize([scenes], partition_key=window, instance=instance, resources=resources,
+                       run_config={"ops": {"scenes": {"config": {"force": True}}}}).success
+    (q,) = lake.read("quarantine").to_pylist()
+    assert q["stage"] == "scenes" and q["error_type"] == "changed_while_read" and "not the bytes ingested" in q["message"]
+    assert not os.path.exists(staged_path(m["source_uri"]))  # the wrong bytes were not kept
 
 
 def test_an_object_that_fails_n_times_is_a_dead_letter_until_redriven(aws, env, home):

@@ -57,12 +57,12 @@ def scenes_of(run: StageRun, m: dict) -> Outcome:
     scan = ScanStats()
     try:
         if m["kind"] == "image":
-            shots = [image_keyframe(_local(src), params)]
+            shots = [image_keyframe(_local(m), params)]
             objects.put(keyframe_key(mid, 0), shots[0].keyframe_jpeg)
             run.stats["images"] += 1
         else:
             shots, watch = [], Stopwatch()
-            for shot in scan_video(_local(src), params, scan):
+            for shot in scan_video(_local(m), params, scan):
                 objects.put(keyframe_key(mid, shot.index), shot.keyframe_jpeg)
                 shot.keyframe_jpeg = b""  # written; do not hold every JPEG of a long video
                 for n, extra in enumerate(shot.extra_keyframes, 1):
@@ -132,12 +132,13 @@ def summarize(run: StageRun, rows) -> dict:
     return out
 
 
-def _local(uri: str) -> str:
+def _local(m: dict) -> str:
     # file:// URIs of non-UTF-8 names decode to their bytes; a source that vanished or became
-    # a FIFO since ingest raises its MediaError here instead of hanging the decoder.
+    # a FIFO since ingest raises its MediaError here instead of hanging the decoder; an s3://
+    # one this pod has no staged copy of is fetched, checked against the media's SHA-256.
     from ..media.files import source_path
 
-    return source_path(uri)
+    return source_path(m["source_uri"], m.get("sha256"))
 
 
 KEYFRAMES = AssetSpec(
@@ -164,7 +165,7 @@ SCENES = Stage(
     ),
     compute=scenes_of, resources=("objects",), config=ScenesConfig,
     config_model=lambda config: config.params().detector,
-    media_columns=("media_id", "source_uri", "kind", "has_video", "duration_s", "video_frames"),
+    media_columns=("media_id", "source_uri", "sha256", "kind", "has_video", "duration_s", "video_frames"),
     summarize=summarize, also=(KEYFRAMES,),
     # TransNetV2 runs on every frame when a GPU is there ('auto'): a GPU step (pool "gpu", a GPU pod).
     gpu=True,

@@ -30,10 +30,11 @@ def transcribe(run: StageRun, m: dict) -> Outcome:
             run.stats["media_without_audio"] += 1
         return Outcome(mid, note="no audio")  # an image or a silent video: nothing to hear, done
     # A file:// source_uri (non-UTF-8 name) decodes to its bytes; a source that vanished or
-    # became a FIFO since ingest raises its MediaError instead of hanging the decoder.
+    # became a FIFO since ingest raises its MediaError instead of hanging the decoder; an s3://
+    # one without a staged copy here is fetched and checked against the media's SHA-256.
     from ..media.files import source_path
 
-    samples = decode_audio(source_path(uri), expected_s=m["duration_s"])
+    samples = decode_audio(source_path(uri, m.get("sha256")), expected_s=m["duration_s"])
     seconds = samples.size / 16000
     clock = Stopwatch()
     try:
@@ -82,7 +83,7 @@ TRANSCRIPTS = Stage(
         "`transcript_segments`."
     ),
     compute=transcribe, model="whisper", gpu=True, parallel=lambda run: run.model.parallel_media(),
-    media_columns=("media_id", "source_uri", "has_audio", "duration_s"), summarize=summarize,
+    media_columns=("media_id", "source_uri", "sha256", "has_audio", "duration_s"), summarize=summarize,
 )
 TRANSCRIPTS_CODE_VERSION = TRANSCRIPTS.code_version
 transcript_segments = TRANSCRIPTS.asset()

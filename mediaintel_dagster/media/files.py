@@ -270,15 +270,51 @@ def hash_file(path: str, *, max_bytes: int | None = None, stall_s: float = DEFAU
     return Hashed(sha, size)
 
 
-def source_path(uri: str) -> str:
+def source_path(uri: str, sha256: str | None = None) -> str:
     """The local path of a media's ``source_uri`` for a stage about to decode it, checked first.
 
     The file was whole when ingest hashed it, but it may since have vanished, lost its
     permissions or been replaced by a FIFO (which would block the decoder's open for ever):
     each of those raises the MediaError that names it, so the stage quarantines the media
-    instead of hanging or failing the run.
+    instead of hanging or failing the run. An s3:// source whose staged copy this machine
+    lacks (a step pod on another node than the run that ingested it) is fetched again and
+    checked against ``sha256`` (``fetch_staged``).
     """
     path = local_path(uri)
+    if uri.startswith("s3://") and not os.path.lexists(path):
+        fetch_staged(uri, sha256)
     fd, _ = open_regular(path)
     os.close(fd)
+    return path
+
+
+def fetch_staged(uri: str, sha256: str | None = None) -> str:
+    """Download an s3:// source into its staged path. With ``sha256`` (the `media` row's), other
+    bytes than the media's are refused: the object was replaced since ingest, and its new
+    bytes are a new media that its own notification brings in. A missing object is a vanished
+    file; any other S3 error raises as it is (transient: the step is retried)."""
+    from ..lake import s3
+
+    path = staged_path(uri)
+    os.makedirs(os.path.dirname(path), exist_ok=True)
+    tmp = f"{path}.{os.getpid()}.{threading.get_ident()}.part"  # concurrent fetches never share one
+    bucket, key = split_s3(uri)
+    try:
+        s3.client().download_file(bucket, key, tmp)
+        if sha256:
+            h = hashlib.sha256()
+            with open(tmp, "rb") as fh:
+                for chunk in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(chunk)
+            if h.hexdigest() != sha256:
+                raise MediaError(ErrorCode.CHANGED_WHILE_READ,
+                                 f"{display_name(uri)}: the object at {uri} is not the bytes ingested "
+                                 f"(SHA-256 {h.hexdigest()[:12]}, ingested {sha256[:12]}): replaced since.")
+        os.replace(tmp, path)
+    except Exception as exc:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+        if s3.is_missing(exc):
+            raise MediaError(ErrorCode.UNREADABLE, f"Cannot fetch {uri}: deleted since it was ingested.") from None
+        raise
     return path
