@@ -54,7 +54,7 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "MEDIAINTEL_OWNERS": ("team:media-intel", "owners of every asset in the Dagster UI, comma-separated (`team:name` or emails)"),
     "MEDIAINTEL_SHARDS": ("4", "shards per arrival date (changing it re-maps files to windows: pick once)"),
     "MEDIAINTEL_EXECUTOR": ("in_process", "`in_process`, `multiprocess` or `k8s` (a pod per step)"),
-    "MEDIAINTEL_STEP_RETRIES": ("2", "a stage step that fails on a transient error (storage or network I/O, a lake commit or object store call out of its own retries, out of memory) is retried this many times within its run (Dagster RetryPolicy on `ingest_job` and `index_job`); a bug or a configuration error fails at once; `0`: never"),
+    "MEDIAINTEL_STEP_RETRIES": ("2", "a stage step that fails on a transient error (storage or network I/O, a lake commit or object store call out of its own retries, out of memory) is retried this many times within its run (Dagster's step retry, with a RetryPolicy's exponential backoff and jitter); a bug, a configuration error or Ctrl-C fails or stops it at once; `0`: never"),
     "MEDIAINTEL_STEP_RETRY_DELAY_S": ("10", "the first step retry waits about this long (plus or minus as much at random), the next 3x as long"),
     "MEDIAINTEL_WHISPER_BATCH_SIZE": ("auto", "speech recognition: pieces decoded at once by faster-whisper's batched pipeline (2.7x faster on a CPU, a little worse WER); `0`: the sequential decoder; `auto`: 16 on a GPU, sequential on a CPU (docs/perf.md)"),
     "MEDIAINTEL_WHISPER_WORKERS": ("0", "speech recognition on a CPU: media transcribed at once, each by its own worker (`0`: one per core, at most 4)"),

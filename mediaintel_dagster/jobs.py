@@ -51,9 +51,11 @@ def executor_from_env() -> ExecutorDefinition:
 
 def step_retry_policy() -> Optional[RetryPolicy]:
     """Retries of a failed stage step within its run (``MEDIAINTEL_STEP_RETRIES``), with
-    exponential backoff and jitter. Only transient failures use it: ``assets.stage.step_failure``
-    marks a bug or a configuration error ``allow_retries=False``, and one media's bad input is
-    a quarantine row, never a step failure."""
+    exponential backoff and jitter, read when a step fails. Only transient failures use it:
+    the stage skeleton asks Dagster for the retry (``RetryRequested``, assets/stage.py); a bug
+    or a configuration error fails at once, and one media's bad input is a quarantine row,
+    never a step failure. Not the jobs' ``op_retry_policy``: that also restarts a step that
+    Ctrl-C or a run termination interrupted."""
     retries = config.get_int("MEDIAINTEL_STEP_RETRIES")
     if retries <= 0:
         return None
@@ -67,7 +69,6 @@ ingest_job = define_asset_job(
     description="Every stage for one arrival window (date x shard): what the inbox sensor requests.",
     # Names the console logger so MEDIAINTEL_LOG_FORMAT=json takes effect (monitoring/logs.py).
     config=RUN_CONFIG_LOGGERS,
-    op_retry_policy=step_retry_policy(),
 )
 
 # The serving index alone for one window: what index_guard_sensor requests when a blocking
@@ -78,7 +79,6 @@ index_job = define_asset_job(
     selection=AssetSelection.assets("index_entries"),
     description="The index_entries stage alone for one arrival window (index_guard_sensor, or by hand).",
     config=RUN_CONFIG_LOGGERS,
-    op_retry_policy=step_retry_policy(),
 )
 
 

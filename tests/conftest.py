@@ -30,6 +30,8 @@ def home(tmp_path, monkeypatch, models_dir) -> Path:
     monkeypatch.setenv("MEDIAINTEL_LAKE", str(h / "lake"))
     monkeypatch.setenv("MEDIAINTEL_INBOX", str(h / "inbox"))
     monkeypatch.setenv("DAGSTER_HOME", str(h / "dagster"))
+    # A transient step failure is retried (tested in test_stage.py) after 0.5 s, not 10 s.
+    monkeypatch.setenv("MEDIAINTEL_STEP_RETRY_DELAY_S", "0.5")
     return h
 
 
@@ -103,6 +105,7 @@ def set_home(mp: pytest.MonkeyPatch, h: Path, models_dir: Path) -> Path:
                      ("MEDIAINTEL_OBJECTS", "objects"), ("DAGSTER_HOME", "dagster")]:
         mp.setenv(key, str(h / sub) if sub else str(h))
     mp.setenv("MEDIAINTEL_MODELS", str(models_dir))
+    mp.setenv("MEDIAINTEL_STEP_RETRY_DELAY_S", "0.5")
     (h / "inbox").mkdir(parents=True, exist_ok=True)
     return h
 

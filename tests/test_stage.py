@@ -330,10 +330,10 @@ def test_a_full_disk_fails_the_step_cleanly_and_the_rerun_loses_nothing(home, fu
 
 @pytest.mark.parametrize("fault", ["transient", "bug"])
 def test_a_transient_step_failure_is_retried_and_a_bug_is_not(home, monkeypatch, fault):
-    """ingest_job's RetryPolicy: the scenes commit fails once with an I/O error (injected into
-    the lake resource: the fault is a stand-in, the job, executor and retry are Dagster's
-    own), and the step is retried after a backoff and writes its rows once; a ValueError (a
-    bug) fails the step at once, said not transient, with no retry."""
+    """The scenes commit fails once with an I/O error (injected into the lake resource: the
+    fault is a stand-in, the job, executor and retry are Dagster's own), and the step is
+    retried after a backoff and writes its rows once; a ValueError (a bug) fails the step at
+    once, said not transient, with no retry."""
     import errno
 
     from dagster import DagsterEventType

@@ -62,7 +62,7 @@ from dagster import (
 
 from ..checks.keys import FINGERPRINT_KEY, ROWS_KEY, TABLE_KEY
 from ..checks.stats import table_stats
-from ..jobs import GPU_OP_TAGS, GPU_POOL
+from ..jobs import GPU_OP_TAGS, GPU_POOL, step_retry_policy
 from ..lake import schemas
 from ..media.errors import ErrorCode, MediaError, error_code
 from ..media.files import display_name
@@ -528,7 +528,14 @@ def build_stage_asset(stage: Stage, partitions_def):
             except (Failure, RetryRequested):
                 raise
             except Exception as exc:  # noqa: BLE001 - said in one line, naming the file, then failed
-                raise step_failure(stage, context, exc) from exc
+                failure = step_failure(stage, context, exc)
+                policy = step_retry_policy() if failure.allow_retries else None
+                if policy is not None and context.retry_number < policy.max_retries:
+                    wait = max(0.0, policy.calculate_delay(context.retry_number + 1))
+                    context.log.warning(f"{stage.name}: transient, retry {context.retry_number + 1} of "
+                                        f"{policy.max_retries} in {wait:.0f} s (MEDIAINTEL_STEP_RETRIES)")
+                    raise RetryRequested(max_retries=policy.max_retries, seconds_to_wait=wait) from exc
+                raise failure from exc
 
     # The config class is the stage's own (its fields show in the launchpad).
     _stage.__annotations__["config"] = stage.config
@@ -610,7 +617,7 @@ def is_transient(exc: BaseException) -> bool:
 def step_failure(stage: Stage, context: AssetExecutionContext, exc: BaseException) -> Failure:
     """One line that says what went wrong and on which file (logged), as a Failure whose
     description is that line and whose metadata names the stage, window and file. A transient
-    error may be retried by the job's RetryPolicy (``jobs.step_retry_policy``); any other
+    error is retried (``jobs.step_retry_policy``) before the step fails with it; any other
     fails the step at once."""
     partition = context.partition_key if context.has_partition_key else None
     where = CURRENT_INPUT.get()
