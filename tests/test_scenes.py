@@ -185,7 +185,7 @@ def test_scenes_cuts_keyframes_one_decode_and_noop_rerun(home, visual_media, ope
             img = Image.open(io.BytesIO(resources["objects"].get(r["keyframe_uri"])))
             assert img.format == "JPEG" and img.size == (r["keyframe_width"], r["keyframe_height"])
             assert Path(r["keyframe_uri"]) == home / "objects" / "keyframes" / r["media_id"] / f"{r['scene_index']}.jpg"
-            assert len(r["phash"]) == 16 and r["code_version"] == "scenes@2"
+            assert len(r["phash"]) == 16 and r["code_version"] == "scenes@3"
             if name != "rotated.mp4":
                 assert img.size == SIZE
         hashes = [r["phash"] for r in rows]

@@ -150,7 +150,7 @@ KEYFRAMES = AssetSpec(
 )
 
 SCENES = Stage(
-    name="scenes", table="scenes", code_version="scenes@2", group="visual",
+    name="scenes", table="scenes", code_version="scenes@3", group="visual",
     description=(
         "One row per detected shot of each video (media_id, scene_index, start_s/end_s in seconds from the "
         "start of the stream, keyframe_s), with a representative keyframe per shot saved as an upright JPEG in "
