@@ -322,20 +322,15 @@ def fail_orphaned_runs(instance) -> list[str]:
 
     from dagster import DagsterRunStatus, RunsFilter
 
+    from .launcher import process_alive
+
     host, done = socket.gethostname(), []
     runs = instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.STARTED, DagsterRunStatus.STARTING],
                                         tags={"mediaintel/trigger": "cli", "mediaintel/host": host}))
     for run in runs:
         pid = int(run.tags.get("mediaintel/pid", "0") or 0)
-        if pid <= 0 or pid == os.getpid():
+        if pid <= 0 or pid == os.getpid() or process_alive(pid):
             continue
-        try:
-            os.kill(pid, 0)
-            continue  # still running
-        except ProcessLookupError:
-            pass
-        except PermissionError:
-            continue  # alive, another user's
         instance.report_run_failed(run, message=f"its process {pid} on {host} died before the run ended "
                                                 "(killed, or out of memory); marked failed by a later "
                                                 "`mediaintel process`")

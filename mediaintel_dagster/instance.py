@@ -14,6 +14,19 @@ DEFAULT_DAGSTER_YAML = """\
 # Production uses PostgreSQL instead: see deploy/dagster.postgres.yaml.
 telemetry:
   enabled: false
+# Runs the daemon launches (`dagster dev`, `make ui`: sensor runs, the UI's) run in a process of
+# the code server; this launcher tells run monitoring whether that process still lives, so a
+# run whose worker was killed (kill -9, out of memory) is marked failed instead of staying
+# STARTED for ever, and run retries start it again from failure, once.
+run_launcher:
+  module: mediaintel_dagster.launcher
+  class: LocalRunLauncher
+run_monitoring:
+  enabled: true
+  poll_interval_seconds: 30
+run_retries:
+  enabled: true
+  max_retries: 1
 """
 
 

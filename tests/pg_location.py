@@ -40,4 +40,17 @@ def gpu_hold_job():
     gpu_hold(hold())
 
 
-defs = Definitions(jobs=[hold_job, gpu_hold_job])
+@op
+def dying(context, config: HoldConfig) -> None:
+    """Holds its run for ``seconds`` (long enough to be killed), except in a retry of the run."""
+    import time
+
+    time.sleep(0.5 if context.run.tags.get("dagster/retry_number") else config.seconds)
+
+
+@job(executor_def=in_process_executor)
+def dying_job():
+    dying()
+
+
+defs = Definitions(jobs=[hold_job, gpu_hold_job, dying_job])

@@ -7,6 +7,7 @@ Without a server the test is skipped, except under CI=true, where it fails.
 
 from __future__ import annotations
 
+import contextlib
 import os
 import secrets
 import shutil
@@ -223,56 +224,74 @@ def _reap(pids: list[int], timeout: float) -> None:
             os.kill(pid, signal.SIGKILL)
 
 
-def _run_queued(instance, job_name: str, shards: list[str], seconds: float, sample=None, timeout: float = 150):
-    """One run of pg_location's ``job_name`` per shard, submitted at once (inbox-sensor tags),
-    queued in PostgreSQL and dequeued by the daemon's run coordinator as real runs (code
-    server and run worker subprocesses) until all have ended; ``sample(active runs)`` is
-    called after every pass of the daemon. Returns the run ids, in order."""
-    import time
-
-    from dagster import DagsterRunStatus
+@contextlib.contextmanager
+def _location(instance):
+    """pg_location served by a real code server (a subprocess), as the daemon loads a deployed
+    code location: (workspace context, its repository). The code server and its run workers are
+    reaped on exit, before the fixture drops the database (one still shutting down then
+    retries a missing database and outlives the test)."""
     from dagster._core.test_utils import create_test_daemon_workspace_context
     from dagster._core.workspace.load_target import PythonFileTarget
-    from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
 
     import pg_location
 
     target = PythonFileTarget(python_file=pg_location.__file__, attribute="defs",
                               working_directory=os.path.dirname(pg_location.__file__), location_name="pg_location")
-    job_def = getattr(pg_location, job_name)
     with create_test_daemon_workspace_context(target, instance) as ctx:
         entry = next(iter(ctx.create_request_context().get_code_location_entries().values()))
         assert entry.code_location, entry.load_error
-        repo = next(iter(entry.code_location.get_repositories().values()))
-        remote_job = repo.get_full_job(job_name)
-        run_ids = []
-        for shard in shards:
-            run = instance.create_run_for_job(
-                job_def=job_def, run_config={"ops": {op: {"config": {"seconds": seconds}} for op in job_def.graph.node_dict}},
-                tags={"mediaintel/trigger": "inbox_sensor", "dagster/partition/shard": shard},
-                remote_job_origin=remote_job.get_remote_origin(), job_code_origin=remote_job.get_python_origin())
-            instance.submit_run(run.run_id, ctx.create_request_context())
-            run_ids.append(run.run_id)
-        assert {instance.get_run_by_id(i).status for i in run_ids} == {DagsterRunStatus.QUEUED}
-
-        in_progress = (DagsterRunStatus.STARTING, DagsterRunStatus.STARTED)
-        ended = (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)
-        daemon = QueuedRunCoordinatorDaemon(interval_seconds=1)
-        deadline = time.monotonic() + timeout
-        while True:
-            list(daemon.run_iteration(ctx))  # one pass of the daemon's dequeue loop
-            runs = [instance.get_run_by_id(i) for i in run_ids]
-            if sample is not None:
-                sample([r for r in runs if r.status in in_progress])
-            if all(r.status in ended for r in runs):
-                break
-            assert time.monotonic() < deadline, {r.run_id: r.status for r in runs}
-            time.sleep(0.3)
-        daemon.__exit__(None, None, None)
-        children = _descendants(os.getpid())  # the code server and its run workers
-    # The code server must be gone before the fixture drops the database: one still
-    # shutting down then retries a missing database and outlives the test.
+        yield ctx, next(iter(entry.code_location.get_repositories().values()))
+        children = _descendants(os.getpid())
     _reap(children, timeout=30)
+
+
+def _submit(instance, ctx, repo, job_name: str, shard: str, seconds: float) -> str:
+    """One run of pg_location's ``job_name`` submitted to the queue, tagged as an inbox-sensor run."""
+    import pg_location
+
+    job_def, remote_job = getattr(pg_location, job_name), repo.get_full_job(job_name)
+    run = instance.create_run_for_job(
+        job_def=job_def, run_config={"ops": {op: {"config": {"seconds": seconds}} for op in job_def.graph.node_dict}},
+        tags={"mediaintel/trigger": "inbox_sensor", "dagster/partition/shard": shard},
+        remote_job_origin=remote_job.get_remote_origin(), job_code_origin=remote_job.get_python_origin())
+    instance.submit_run(run.run_id, ctx.create_request_context())
+    return run.run_id
+
+
+def _pump(instance, ctx, until, sample=None, timeout: float = 150) -> None:
+    """Passes of the daemon's dequeue loop (QueuedRunCoordinator) until ``until()`` holds;
+    ``sample(active runs)`` after each pass."""
+    import time
+
+    from dagster import DagsterRunStatus, RunsFilter
+    from dagster._daemon.run_coordinator.queued_run_coordinator_daemon import QueuedRunCoordinatorDaemon
+
+    daemon = QueuedRunCoordinatorDaemon(interval_seconds=1)
+    deadline = time.monotonic() + timeout
+    try:
+        while True:
+            list(daemon.run_iteration(ctx))
+            if sample is not None:
+                sample(instance.get_runs(RunsFilter(statuses=[DagsterRunStatus.STARTING, DagsterRunStatus.STARTED])))
+            if until():
+                return
+            assert time.monotonic() < deadline, {r.run_id: r.status for r in instance.get_runs()}
+            time.sleep(0.3)
+    finally:
+        daemon.__exit__(None, None, None)
+
+
+def _run_queued(instance, job_name: str, shards: list[str], seconds: float, sample=None, timeout: float = 150):
+    """One run of pg_location's ``job_name`` per shard, submitted at once (inbox-sensor tags),
+    queued in PostgreSQL and dequeued by the daemon's run coordinator as real runs (code
+    server and run worker subprocesses) until all have ended. Returns the run ids, in order."""
+    from dagster import DagsterRunStatus
+
+    ended = (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE, DagsterRunStatus.CANCELED)
+    with _location(instance) as (ctx, repo):
+        run_ids = [_submit(instance, ctx, repo, job_name, shard, seconds) for shard in shards]
+        assert {instance.get_run_by_id(i).status for i in run_ids} == {DagsterRunStatus.QUEUED}
+        _pump(instance, ctx, lambda: all(instance.get_run_by_id(i).status in ended for i in run_ids), sample, timeout)
     return run_ids
 
 
@@ -354,5 +373,64 @@ def test_gpu_steps_wait_for_a_slot_of_the_gpu_pool(pg_instance, home):
         assert seen["peak"] >= 2, "the runs were in progress together (else the pool was not exercised)"
         assert overlap == 1, spans
         assert waited >= 1
+    finally:
+        instance.dispose()
+
+
+def test_a_run_whose_worker_was_killed_is_marked_failed_and_retried(pg_instance, home):
+    """kill -9 of a run worker (the out-of-memory killer's way) left the run STARTED for ever:
+    DefaultRunLauncher has no health check for run monitoring. With LocalRunLauncher (the
+    shipped config) the monitoring daemon's pass marks it failed, naming the dead worker, and
+    the run-retry daemon's pass starts it again from failure; the retry succeeds."""
+    import logging
+    import signal
+    import time
+
+    from dagster import DagsterEventType, DagsterInstance, DagsterRunStatus, RunsFilter
+    from dagster._core.launcher import WorkerStatus
+    from dagster._daemon.auto_run_reexecution.auto_run_reexecution import consume_new_runs_for_automatic_reexecution
+    from dagster._daemon.monitoring.run_monitoring import execute_run_monitoring_iteration
+
+    from mediaintel_dagster.launcher import LocalRunLauncher, process_alive
+
+    _queue_yaml(home / "dagster")
+    instance = DagsterInstance.get()
+    log = logging.getLogger("test-run-monitoring")
+    try:
+        assert isinstance(instance.run_launcher, LocalRunLauncher) and instance.run_monitoring_enabled
+        with _location(instance) as (ctx, repo):
+            run_id = _submit(instance, ctx, repo, "dying_job", "0", 300.0)
+
+            def started():
+                # The event is stored before the run's status moves to STARTED: wait for both.
+                return instance.get_run_by_id(run_id).status == DagsterRunStatus.STARTED and \
+                    instance.get_records_for_run(run_id, of_type=DagsterEventType.RUN_START, limit=1).records
+
+            _pump(instance, ctx, started)
+            pid = started()[0].event_log_entry.dagster_event.pid
+            run = instance.get_run_by_id(run_id)
+            assert instance.run_launcher.check_run_worker_health(run).status == WorkerStatus.RUNNING
+            list(execute_run_monitoring_iteration(ctx, log))
+            assert instance.get_run_by_id(run_id).status == DagsterRunStatus.STARTED, "a live worker is left alone"
+
+            os.kill(pid, signal.SIGKILL)
+            deadline = time.monotonic() + 30
+            while process_alive(pid):
+                assert time.monotonic() < deadline
+                time.sleep(0.2)
+            list(execute_run_monitoring_iteration(ctx, log))
+            failed = instance.get_run_by_id(run_id)
+            assert failed.status == DagsterRunStatus.FAILURE, [e.message for e in instance.all_logs(run_id)][-4:]
+            said = [e.message for e in instance.all_logs(run_id) if e.message]
+            assert any(f"run worker process {pid} is gone" in m for m in said), said[-3:]
+
+            list(consume_new_runs_for_automatic_reexecution(ctx, [instance.get_run_record_by_id(run_id)], log))
+            (retry,) = instance.get_runs(RunsFilter(tags={"dagster/parent_run_id": run_id}))
+            _pump(instance, ctx, lambda: instance.get_run_by_id(retry.run_id).status in
+                  (DagsterRunStatus.SUCCESS, DagsterRunStatus.FAILURE))
+            assert instance.get_run_by_id(retry.run_id).status == DagsterRunStatus.SUCCESS, \
+                [e.message for e in instance.all_logs(retry.run_id)][-4:]
+            print(f"\nrun {run_id[:8]}: worker {pid} killed -> FAILURE by run monitoring -> retry "
+                  f"{retry.run_id[:8]} (retry_number {retry.tags.get('dagster/retry_number')}) SUCCESS")
     finally:
         instance.dispose()
