@@ -296,3 +296,21 @@ def test_sensor_backpressure_holds_files_in_the_inbox(home, monkeypatch):
     assert held.cursor == "held-cursor"  # nothing marked seen: the file waits
     monkeypatch.setenv("MEDIAINTEL_MAX_PENDING_RUNS", "3")
     assert len(tick().run_requests) == 1
+
+    # Room for one run, files in three windows: one window is requested, the others wait
+    # (not marked seen) and are requested by later ticks as room frees; none is lost.
+    from conftest import window_of
+
+    files = [home / "inbox" / "a.png"]
+    while len({window_of(p) for p in files}) < 3:  # windows are shards of a path hash
+        files.append(home / "inbox" / f"w{len(files)}.png")
+        make_image(files[-1], files[-1].stem, size=(160, 90))
+    windows = {window_of(p) for p in files}
+    first = tick()
+    assert len(first.run_requests) == 1, "the room under the limit, not a run per window"
+    requested = {str(first.run_requests[0].partition_key)}
+    cursor = first.cursor
+    monkeypatch.setenv("MEDIAINTEL_MAX_PENDING_RUNS", "5")  # room for two more
+    later = tick(cursor)
+    requested |= {str(r.partition_key) for r in later.run_requests}
+    assert requested == windows and len(later.run_requests) == 2

@@ -195,6 +195,38 @@ def test_backpressure_holds_messages_in_the_queue(rabbit, env, home, monkeypatch
     rabbit.close()
     monkeypatch.setenv("MEDIAINTEL_MAX_GPU_RUNS", "5")
     assert len(tick(instance, rabbit, RABBIT).run_requests) == 1
+    rabbit.close()
+
+
+def test_a_tick_requests_no_more_runs_than_the_limits_leave_room_for(rabbit, env, home, monkeypatch):
+    """Files of 4 windows, room for 2 runs: the tick requests 2 and sends the other windows'
+    messages back to the queue; once room frees, the next tick requests the rest. Every file
+    is requested once, and the limit is never passed (it overshot by a tick's worth)."""
+    from conftest import window_of
+
+    instance, _, _ = env
+    monkeypatch.setenv("MEDIAINTEL_SHARDS", "16")
+    files, n = [], 0
+    while len({window_of(f) for f in files}) < 4:
+        files += make_files(home / f"files{n}", 1)
+        n += 1
+    files = [f for i, f in enumerate(files) if window_of(f) not in {window_of(g) for g in files[:i]}][:4]
+    rabbit.publish([json.dumps({"uri": str(f)}) for f in files])
+    rabbit.close()
+    monkeypatch.setenv("MEDIAINTEL_MAX_PENDING_RUNS", "2")
+    first = tick(instance, rabbit, RABBIT)
+    assert len(first.run_requests) == 2, [r.partition_key for r in first.run_requests]
+    rabbit.close()
+    assert rabbit.depth() == 4, "every message waits until its run is queued"
+    submit(instance, RABBIT, first)  # the daemon queues them: the queue is full now
+    held = tick(instance, rabbit, RABBIT)
+    assert not held.run_requests and held.skip_reason.skip_message.startswith("backpressure: 2 runs")
+    rabbit.close()
+    monkeypatch.setenv("MEDIAINTEL_MAX_PENDING_RUNS", "4")
+    second = tick(instance, rabbit, RABBIT)
+    rabbit.close()
+    requested = [str(r.partition_key) for r in first.run_requests + second.run_requests]
+    assert sorted(requested) == sorted({window_of(f) for f in files}), requested
 
 
 # ---- AWS: S3 -> SQS notifications, moto server as the stand-in for AWS --------------------

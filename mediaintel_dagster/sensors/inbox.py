@@ -23,14 +23,16 @@ _PENDING = [DagsterRunStatus.QUEUED, DagsterRunStatus.NOT_STARTED, DagsterRunSta
             DagsterRunStatus.STARTED]
 
 
-def backpressure(instance) -> str | None:
-    """Why a sensor should request no run now (None when it may): MEDIAINTEL_MAX_PENDING_RUNS
-    runs queued or in progress. Shared by the inbox and queue sensors."""
+def run_room(instance) -> tuple[int, str | None]:
+    """How many runs a sensor may request now, and why none when it may not: the room under
+    MEDIAINTEL_MAX_PENDING_RUNS left by the runs queued or in progress. A tick requests at
+    most that many, so the limit is never passed (it overshot by a tick's worth when only
+    checked at the tick's start). Shared by the inbox and queue sensors."""
     limit = config.get_int("MEDIAINTEL_MAX_PENDING_RUNS")
     pending_runs = instance.get_runs_count(RunsFilter(statuses=_PENDING))
     if pending_runs >= limit:
-        return f"backpressure: {pending_runs} runs queued or in progress (MEDIAINTEL_MAX_PENDING_RUNS={limit})"
-    return None
+        return 0, f"backpressure: {pending_runs} runs queued or in progress (MEDIAINTEL_MAX_PENDING_RUNS={limit})"
+    return limit - pending_runs, None
 
 
 def window_run_requests(by_window: dict, *, prefix: str, trigger: str, tags: dict | None = None) -> list[RunRequest]:
@@ -94,7 +96,7 @@ def _evaluate(context: SensorEvaluationContext, inbox: LocalInboxResource, where
     # or above it, so the cursor stays small however many files the inbox holds.
     # Backpressure: while the queue is full, request nothing and keep the cursor, so the
     # files wait in the inbox (nothing is dropped or marked seen) until runs drain.
-    held = backpressure(context.instance)
+    room, held = run_room(context.instance)
     if held:
         return SensorResult(skip_reason=SkipReason(f"{held}; new files wait in the inbox"), cursor=context.cursor)
     high_water, seen, unstatable_seen = _load_cursor(context.cursor)
@@ -122,6 +124,17 @@ def _evaluate(context: SensorEvaluationContext, inbox: LocalInboxResource, where
     new.sort(key=lambda f: f.ctime_ns)
     deferred = new[MAX_FILES_PER_TICK:]
     new = new[:MAX_FILES_PER_TICK]
+    # At most `room` windows (runs) this tick, the oldest files' first; the other windows'
+    # files wait for a later tick like the files past the cap.
+    windows: list = []
+    for f in new:
+        key = str(f.partition_key())
+        if key not in windows:
+            windows.append(key)
+    if len(windows) > room:
+        keep = set(windows[:room])
+        deferred += [f for f in new if str(f.partition_key()) not in keep]
+        new = [f for f in new if str(f.partition_key()) in keep]
 
     # Backlog: files seen but not requested yet (still being written, or past this tick's
     # cap). Run tags carry it into the `media` metadata (plotted in the UI); the metrics

@@ -4,8 +4,10 @@ One code path (:func:`evaluate_queue`) over the :class:`QueueSource` interface; 
 per source kind. Each tick:
 
 1. holds back (receives nothing, so messages wait in the queue) while the run queue is full
-   (``backpressure``, shared with the inbox sensor: MEDIAINTEL_MAX_PENDING_RUNS) or the GPU
-   runs in progress reach MEDIAINTEL_MAX_GPU_RUNS; the skip reason says which;
+   (``run_room``, shared with the inbox sensor: MEDIAINTEL_MAX_PENDING_RUNS) or the GPU
+   runs in progress reach MEDIAINTEL_MAX_GPU_RUNS (``gpu_room``); the skip reason says which.
+   Otherwise it requests at most as many runs as both limits leave room for: the messages of
+   the windows past that go back to the queue;
 2. receives up to ``MEDIAINTEL_QUEUE_BATCH`` messages; dead-letters those that can never
    become a run (not JSON, no file named, the file or object missing);
 3. looks each file up in the queue ledger (its signature: location, size, mtime, ETag):
@@ -32,20 +34,21 @@ from .. import config
 from ..jobs import ingest_job
 from ..resources.queues import (PoisonMessage, QueueSource, RabbitMQQueueResource, SqsQueueResource,
                                 parse_message, read_ledger, resolve, write_ledger)
-from .inbox import _PENDING, backpressure, window_run_requests
+from .inbox import _PENDING, run_room, window_run_requests
 
 RUN_KEY_TAG = "dagster/run_key"
 # Runs of jobs with GPU steps carry this tag, so a sensor can count the GPU runs in progress.
 GPU_TAG = "mediaintel/gpu"
 
 
-def gpu_backpressure(instance) -> str | None:
-    """Why no run should be requested now for the GPU pool (None when it may)."""
+def gpu_room(instance) -> tuple[int, str | None]:
+    """How many GPU runs may be requested now, and why none when none may (the GPU pool)."""
     limit = config.get_int("MEDIAINTEL_MAX_GPU_RUNS")
     busy = instance.get_runs_count(RunsFilter(statuses=_PENDING, tags={GPU_TAG: "true"}))
     if busy >= limit:
-        return f"backpressure: GPU pool saturated, {busy} GPU runs queued or in progress (MEDIAINTEL_MAX_GPU_RUNS={limit})"
-    return None
+        return 0, (f"backpressure: GPU pool saturated, {busy} GPU runs queued or in progress "
+                   f"(MEDIAINTEL_MAX_GPU_RUNS={limit})")
+    return limit - busy, None
 
 
 def _run_exists(instance, run_key: str, cache: dict) -> bool:
@@ -57,7 +60,8 @@ def _run_exists(instance, run_key: str, cache: dict) -> bool:
 def evaluate_queue(context: SensorEvaluationContext, source: QueueSource, sensor_name: str) -> SensorResult:
     """One tick of a queue sensor (see the module docstring)."""
     instance = context.instance
-    held = backpressure(instance) or gpu_backpressure(instance)
+    (room, held), (gpu, gpu_held) = run_room(instance), gpu_room(instance)
+    held = held or gpu_held
     if held:
         try:
             depth = source.depth()
@@ -65,12 +69,12 @@ def evaluate_queue(context: SensorEvaluationContext, source: QueueSource, sensor
             source.close()
         return SensorResult(skip_reason=SkipReason(f"{held}; {depth} messages wait in the queue"))
     try:
-        return _tick(context, source, sensor_name)
+        return _tick(context, source, sensor_name, min(room, gpu))
     finally:
         source.close()  # whatever was not acknowledged goes back to the queue
 
 
-def _tick(context, source: QueueSource, sensor_name: str) -> SensorResult:
+def _tick(context, source: QueueSource, sensor_name: str, room: int) -> SensorResult:
     instance = context.instance
     messages = source.receive(config.get_int("MEDIAINTEL_QUEUE_BATCH"))
     if not messages:
@@ -105,7 +109,12 @@ def _tick(context, source: QueueSource, sensor_name: str) -> SensorResult:
                 rerequest[entry["run_key"]] = w
 
     tags = {GPU_TAG: "true", "mediaintel/queue_sensor": sensor_name}
-    requests = window_run_requests({w: list(fs.values()) for w, fs in new_by_window.items()},
+    # Runs to re-request (their ledger entry outlived a lost run) come first; then new windows
+    # up to the room left under the limits. Messages of windows past it go back to the queue.
+    rerequest = dict(sorted(rerequest.items())[:room])
+    room -= len(rerequest)
+    admitted = dict(sorted(new_by_window.items(), key=lambda kv: str(kv[0]))[:max(0, room)])
+    requests = window_run_requests({w: list(fs.values()) for w, fs in admitted.items()},
                                    prefix=sensor_name, trigger=sensor_name, tags=tags)
     changed = set()
     for rr in requests:
@@ -122,8 +131,9 @@ def _tick(context, source: QueueSource, sensor_name: str) -> SensorResult:
 
     ack, back = [], []
     for m, refs in parsed:
-        keys = [ledgers[str(r.partition_key())][r.signature]["run_key"] for r in refs]
-        (ack if all(_run_exists(instance, k, exists) for k in keys) else back).append(m.handle)
+        entries = [ledgers[str(r.partition_key())].get(r.signature) for r in refs]
+        (ack if all(e is not None and _run_exists(instance, e["run_key"], exists) for e in entries)
+         else back).append(m.handle)
     source.ack(ack)
     source.requeue(back)
     summary = (f"{len(messages)} received: {len(ack)} acknowledged (their runs exist), {len(back)} back to the "
@@ -167,4 +177,4 @@ def redrive_queue_dead_letters(source: QueueSource) -> int:
 
 
 __all__ = ["DagsterRunStatus", "RabbitMQQueueResource", "SqsQueueResource", "build_queue_sensor", "evaluate_queue",
-           "gpu_backpressure", "rabbitmq_ingest_sensor", "redrive_queue_dead_letters", "sqs_ingest_sensor"]
+           "gpu_room", "rabbitmq_ingest_sensor", "redrive_queue_dead_letters", "sqs_ingest_sensor"]
