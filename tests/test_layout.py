@@ -15,7 +15,7 @@ PKG = Path(__file__).resolve().parents[1] / "mediaintel_dagster"
 # (cli/api -> definitions -> assets, checks, sensors, jobs -> resources -> media, lake, config)
 LAYERS = [
     {"config", "lake", "media"},
-    {"resources", "partitions", "monitoring", "instance", "reports", "ui_metadata"},
+    {"resources", "partitions", "monitoring", "instance", "launcher", "reports", "ui_metadata"},
     {"checks", "jobs"},
     {"assets", "sensors"},
     {"definitions", "lineage", "search"},
