@@ -26,6 +26,8 @@ def _dataset(root: str, table: str, as_of_version: int | None):
     from deltalake import DeltaTable
     from deltalake.exceptions import TableNotFoundError
 
+    from .lake.datasets import delta_dataset
+
     uri = f"{root.rstrip('/')}/{table}"
     try:
         dtab = DeltaTable(uri)
@@ -42,14 +44,7 @@ def _dataset(root: str, table: str, as_of_version: int | None):
             dtab.load_as_version(as_of_version)
         except Exception as exc:  # a version whose log entry was vacuumed or checkpointed away
             raise ValueError(f"--as-of {table}={as_of_version}: cannot read that version ({exc})") from None
-    if "://" not in root or root.startswith("file://"):
-        # Arrow's own local filesystem (not deltalake's Python-wrapped one, whose I/O threads
-        # can abort the interpreter at exit): the same choice as LakehouseResource.dataset.
-        import pyarrow.fs as pafs
-
-        local = uri.removeprefix("file://")
-        return dtab.to_pyarrow_dataset(filesystem=pafs.SubTreeFileSystem(local, pafs.LocalFileSystem()))
-    return dtab.to_pyarrow_dataset()
+    return delta_dataset(dtab, uri)
 
 
 def connect(as_of: dict[str, int] | None = None, root: str | None = None):

@@ -19,6 +19,7 @@ from pydantic import Field
 
 from .. import config
 from ..lake import schemas
+from ..lake.datasets import delta_dataset
 from ..media.errors import error_code
 
 # delta-rs reports a lost optimistic-concurrency race either as CommitFailedError or,
@@ -194,16 +195,7 @@ class LakehouseResource(ConfigurableResource):
             return pads.dataset(schemas.schema(table).empty_table())
         if as_of_version is not None:
             dtab.load_as_version(as_of_version)
-        if "://" not in self.root or self.root.startswith("file://"):
-            # Arrow's own local filesystem, not deltalake's Python-wrapped one: with that one,
-            # Arrow's I/O threads call into Python, and one still busy when the interpreter
-            # exits aborts the process ("terminate called without an active exception",
-            # exit -6) after it did all its work, e.g. right after a CLI's last read.
-            import pyarrow.fs as pafs
-
-            local = self.uri(table).removeprefix("file://")
-            return dtab.to_pyarrow_dataset(filesystem=pafs.SubTreeFileSystem(local, pafs.LocalFileSystem()))
-        return dtab.to_pyarrow_dataset()
+        return delta_dataset(dtab, self.uri(table))
 
     def read(self, table: str, columns: list[str] | None = None, filter=None) -> pa.Table:
         return self.dataset(table).to_table(columns=columns, filter=filter)
