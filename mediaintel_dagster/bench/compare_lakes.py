@@ -19,7 +19,10 @@ from deltalake.exceptions import TableNotFoundError
 
 from ..lake import schemas
 
-VOLATILE = {"at", "seen_at", "ingested_at", "run_id", "delta_version", "mtime_ns"}
+# What differs between two runs by nature: when (every timestamp column of the contract), which
+# run, which Delta version, and the source files' mtimes.
+VOLATILE = {"at", "seen_at", "ingested_at", "indexed_at", "computed_at", "redrive_requested_at", "run_id",
+            "delta_version", "mtime_ns"}
 
 
 def _load(lake: str, table: str, home: str) -> pa.Table | None:
