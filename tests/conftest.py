@@ -29,6 +29,10 @@ def home(tmp_path, monkeypatch, models_dir) -> Path:
     monkeypatch.setenv("MEDIAINTEL_HOME", str(h))
     monkeypatch.setenv("MEDIAINTEL_LAKE", str(h / "lake"))
     monkeypatch.setenv("MEDIAINTEL_INBOX", str(h / "inbox"))
+    # Set, not left to their defaults: a module fixture's home (set_home) sets them, and a test
+    # of the same module would otherwise write keyframes and index entries into that home.
+    monkeypatch.setenv("MEDIAINTEL_OBJECTS", str(h / "objects"))
+    monkeypatch.setenv("MEDIAINTEL_INDEX", str(h / "index"))
     monkeypatch.setenv("DAGSTER_HOME", str(h / "dagster"))
     # A transient step failure is retried (tested in test_stage.py) after 0.5 s, not 10 s.
     monkeypatch.setenv("MEDIAINTEL_STEP_RETRY_DELAY_S", "0.5")
@@ -102,7 +106,7 @@ def window_of(path: os.PathLike) -> str:
 def set_home(mp: pytest.MonkeyPatch, h: Path, models_dir: Path) -> Path:
     """What the ``home`` fixture sets, for module-scoped fixtures: every folder under ``h``."""
     for key, sub in [("MEDIAINTEL_HOME", ""), ("MEDIAINTEL_LAKE", "lake"), ("MEDIAINTEL_INBOX", "inbox"),
-                     ("MEDIAINTEL_OBJECTS", "objects"), ("DAGSTER_HOME", "dagster")]:
+                     ("MEDIAINTEL_OBJECTS", "objects"), ("MEDIAINTEL_INDEX", "index"), ("DAGSTER_HOME", "dagster")]:
         mp.setenv(key, str(h / sub) if sub else str(h))
     mp.setenv("MEDIAINTEL_MODELS", str(models_dir))
     mp.setenv("MEDIAINTEL_STEP_RETRY_DELAY_S", "0.5")
