@@ -532,9 +532,10 @@ def build_stage_asset(stage: Stage, partitions_def):
                 policy = step_retry_policy() if failure.allow_retries else None
                 if policy is not None and context.retry_number < policy.max_retries:
                     wait = max(0.0, policy.calculate_delay(context.retry_number + 1))
-                    context.log.warning(f"{stage.name}: transient, retry {context.retry_number + 1} of "
-                                        f"{policy.max_retries} in {wait:.0f} s (MEDIAINTEL_STEP_RETRIES)")
+                    context.log.warning(f"{failure.description}; transient: retry {context.retry_number + 1} "
+                                        f"of {policy.max_retries} in {wait:.0f} s (MEDIAINTEL_STEP_RETRIES)")
                     raise RetryRequested(max_retries=policy.max_retries, seconds_to_wait=wait) from exc
+                context.log.error(failure.description)
                 raise failure from exc
 
     # The config class is the stage's own (its fields show in the launchpad).
@@ -615,7 +616,7 @@ def is_transient(exc: BaseException) -> bool:
 
 
 def step_failure(stage: Stage, context: AssetExecutionContext, exc: BaseException) -> Failure:
-    """One line that says what went wrong and on which file (logged), as a Failure whose
+    """One line that says what went wrong and on which file, as a Failure whose
     description is that line and whose metadata names the stage, window and file. A transient
     error is retried (``jobs.step_retry_policy``) before the step fails with it; any other
     fails the step at once."""
@@ -625,7 +626,6 @@ def step_failure(stage: Stage, context: AssetExecutionContext, exc: BaseExceptio
     line = (f"{stage.name} failed in window {partition}"
             + (f" on {display_name(where)}" if where else " (not inside one file: the window's write or plan)")
             + f": {ui.one_line(exc)}" + ("" if transient else " (not transient: not retried)"))
-    context.log.error(line)
     return Failure(description=line, allow_retries=transient,
                    metadata={"stage": stage.name, "partition": str(partition), "file": where or "",
                              "error": ui.one_line(exc), "transient": transient})
