@@ -324,7 +324,7 @@ def test_definitions_carry_the_audio_stages():
 
     ts = defs.resolve_assets_def("transcript_segments")
     key = AssetKey("transcript_segments")
-    assert ts.code_versions_by_key[key] == "transcripts@3|faster-whisper/base@auto"  # model-aware
+    assert ts.code_versions_by_key[key] == "transcripts@4|faster-whisper/base@auto"  # model-aware
     assert ts.specs_by_key[key].group_name == "audio"
     assert AssetKey("media") in ts.asset_deps[key]
     assert ts.op.pool == GPU_POOL and ts.op.tags["mediaintel/device"] == GPU_OP_TAGS["mediaintel/device"]
@@ -404,8 +404,9 @@ def test_decode_audio_one_buffer(tmp_path):
 
 
 def test_long_media_are_transcribed_in_pieces(run, model_dir):
-    """chunk_s bounds what faster-whisper is handed at once; the pieces are cut in pauses and
-    their times shifted back, so the transcript reads as one (same WER bound, same clock)."""
+    """A long media is cut into pieces (piece_s for the sequential decoder, chunk_s for the
+    batched one), in pauses, decoded on every worker, their times shifted back, so the
+    transcript reads as one (same WER bound, same clock, the same words with 1 or 2 workers)."""
     from mediaintel_dagster.media.audio import decode_audio
     from mediaintel_dagster.resources.whisper import SAMPLE_RATE, chunk_bounds
 
@@ -420,7 +421,16 @@ def test_long_media_are_transcribed_in_pieces(run, model_dir):
     assert chunk_bounds(samples, chunk_s=0) == [(0, samples.size)]
     assert chunk_bounds(samples, chunk_s=samples.size / SAMPLE_RATE) == [(0, samples.size)]
 
-    result = WhisperResource(model_dir=model_dir, chunk_s=7.0).transcribe(samples)
+    # piece_s cuts the same way; with 2 workers the pieces are decoded at once, with 1 one
+    # after another: the cut depends on the audio alone, so both give the same words.
+    result = WhisperResource(model_dir=model_dir, piece_s=7.0, workers=2).transcribe(samples)
+    alone = WhisperResource(model_dir=model_dir, piece_s=7.0, workers=1).transcribe(samples)
+    assert [s["text"] for s in alone.segments] == [s["text"] for s in result.segments]
+    assert [round(s["start_s"], 2) for s in alone.segments] == [round(s["start_s"], 2) for s in result.segments]
+    assert WhisperResource(model_dir=model_dir, piece_s=7.0).piece_length_s() == 7.0
+    assert WhisperResource(model_dir=model_dir, piece_s=0, chunk_s=7.0).piece_length_s() == 7.0
+    assert WhisperResource(model_dir=model_dir, piece_s=7.0, batch_size=8).piece_length_s() == 300.0, \
+        "the batched pipeline keeps chunk_s: short pieces would leave its batches unfilled"
     hyp = norm(" ".join(s["text"] for s in result.segments))
     assert jiwer.wer(norm(" ".join(SENTENCES)), hyp) <= 0.10, hyp
     assert result.language == "en" and result.duration_s == pytest.approx(samples.size / SAMPLE_RATE)

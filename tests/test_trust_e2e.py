@@ -151,7 +151,7 @@ def test_lineage_sql_on_real_rows(run):
     assert len(rows) == lake.read("transcript_segments").num_rows >= 1
     for r in rows:
         assert r["model_id"] == res["whisper"].model_id == "faster-whisper/base@auto"
-        assert r["code_version"] == "transcripts@3" and r["run_id"] == first.run_id
+        assert r["code_version"] == "transcripts@4" and r["run_id"] == first.run_id
         assert r["delta_version"] == lake.version("transcript_segments")
         assert r["media_id"] == sha[:16]
 

@@ -71,7 +71,7 @@ def summarize(run: StageRun, rows) -> dict:
 
 
 TRANSCRIPTS = Stage(
-    name="transcript_segments", table="transcript_segments", code_version="transcripts@3", group="audio",
+    name="transcript_segments", table="transcript_segments", code_version="transcripts@4", group="audio",
     description=(
         "One row per speech segment of the window's media, recognised with faster-whisper (Whisper base; "
         "precision policy 'auto': int8 on CPU, float16 on GPU, the precision that ran is in audit_log): start "

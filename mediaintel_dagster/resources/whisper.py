@@ -14,6 +14,7 @@ No ``from __future__ import annotations``: Dagster reads this resource's annotat
 import os
 import shutil
 import uuid
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Optional
@@ -194,10 +195,23 @@ class WhisperResource(ConfigurableResource):
                                              "each media: the same bytes give the same transcript in any process.")
     chunk_s: float = Field(
         default=300.0,
-        description="Media longer than this are transcribed in pieces of about this many seconds, cut at the "
-                    "quietest moment near each boundary: faster-whisper computes VAD and features over the whole "
-                    "array it is given, so one piece at a time keeps memory bounded whatever the duration. "
-                    "0 transcribes in one piece.")
+        description="The batched pipeline: media longer than this are transcribed in pieces of about this many "
+                    "seconds, cut at the quietest moment near each boundary: faster-whisper computes VAD and "
+                    "features over the whole array it is given, so one piece at a time keeps memory bounded "
+                    "whatever the duration. 0 transcribes in one piece.")
+    # One media is one beam search, on one CTranslate2 worker: a window of 3 equal media on 2
+    # workers ran 2, then 1 alone, and kept the 2 cores 1.49 busy on average (docs/perf.md). Cut
+    # into pieces, a media's speech goes to every free worker, so the last media of a window is
+    # decoded on both cores. Each piece starts without the text before it as context, like a
+    # chunk_s piece; the cut is made in the quietest 100 ms near the boundary, and depends on the
+    # audio alone (never on the worker count or on the window's other media), so the same bytes
+    # give the same pieces, and the same words, on any machine.
+    piece_s: float = Field(
+        default_factory=lambda: config.get_float("MEDIAINTEL_WHISPER_PIECE_S"),
+        description="The sequential decoder: media longer than 1.2x this are cut, in pauses, into pieces of about "
+                    "this many seconds, decoded at once on the free workers (the language is detected on the "
+                    "first piece and kept). 0: one piece per chunk_s. In flight at a time: at most `workers` "
+                    "pieces per media, so memory stays bounded as with chunk_s.")
 
     # ---- where it runs ----------------------------------------------------------------
     def resolved_workers(self) -> int:
@@ -320,12 +334,22 @@ class WhisperResource(ConfigurableResource):
             "compression_ratio_threshold": self.compression_ratio_threshold,
         }
 
+    def piece_length_s(self) -> float:
+        """How long the pieces ``transcribe`` cuts are: ``piece_s`` for the sequential decoder,
+        ``chunk_s`` for the batched pipeline (it cuts its own pieces at pauses and decodes them
+        together: shorter pieces would only leave its batches unfilled)."""
+        if not self.batched and self.piece_s > 0:
+            return min(self.piece_s, self.chunk_s) if self.chunk_s > 0 else self.piece_s
+        return self.chunk_s
+
     def transcribe(self, audio: np.ndarray) -> Transcript:
         """Transcribe 16 kHz mono float32 samples; every segment faster-whisper yields, as dicts.
 
-        Audio longer than ``chunk_s`` (plus a fifth) goes through in pieces (``chunk_bounds``):
-        the language is detected on the first piece and kept for the rest, and every time is
-        shifted by its piece's start, so the result reads as one transcription.
+        Audio longer than the piece length (plus a fifth; ``piece_length_s``) goes through in
+        pieces (``chunk_bounds``): the language is detected on the first piece and kept for the
+        rest, and every time is shifted by its piece's start, so the result reads as one
+        transcription. The sequential decoder's pieces are decoded at once on the model's
+        workers (CTranslate2 queues what finds no free worker: two media in flight share them).
         """
         import ctranslate2
 
@@ -334,30 +358,45 @@ class WhisperResource(ConfigurableResource):
         # the same bytes could give other words depending on what ran before in the process.
         ctranslate2.set_random_seed(self.seed)
         options = self.transcribe_options()
-        bounds = chunk_bounds(audio, self.chunk_s)
-        language, probability, out = None, 0.0, []
-        for start, end in bounds:
-            offset = start / SAMPLE_RATE
-            segments, info = self.pipeline().transcribe(audio[start:end], **options)
-            if language is None:
-                language, probability = info.language, float(info.language_probability)
-                options = {**options, "language": options["language"] or language}
-            for seg in segments:  # a generator: decoding happens while we iterate
-                out.append({
-                    "start_s": offset + float(seg.start),
-                    "end_s": offset + float(seg.end),
-                    "text": seg.text.strip(),
-                    "avg_logprob": float(seg.avg_logprob),
-                    "no_speech_prob": float(seg.no_speech_prob),
-                    "compression_ratio": float(seg.compression_ratio),
-                    "words": [
-                        {"word": w.word, "start": offset + float(w.start), "end": offset + float(w.end),
-                         "probability": float(w.probability)}
-                        for w in (seg.words or [])
-                    ],
-                })
+        bounds = chunk_bounds(audio, self.piece_length_s())
+        start, end = bounds[0]
+        segments, info = self.pipeline().transcribe(audio[start:end], **options)
+        language, probability = info.language, float(info.language_probability)
+        options = {**options, "language": options["language"] or language}
+
+        def piece(n: int) -> list[dict]:
+            a, b = bounds[n]
+            found = segments if n == 0 else self.pipeline().transcribe(audio[a:b], **options)[0]
+            return self._segments(found, a / SAMPLE_RATE)  # a generator: decoding happens here
+
+        if len(bounds) == 1:
+            out = piece(0)
+        else:
+            # The sequential decoder's pieces on every worker, at most `workers` of this media in
+            # flight (each holds its features); the batched pipeline's one after another (each
+            # fills the batches by itself). Results come back in order.
+            at_once = 1 if self.batched else self.resolved_workers()
+            with ThreadPoolExecutor(at_once, thread_name_prefix="whisper-piece") as pool:
+                out = [seg for found in pool.map(piece, range(len(bounds))) for seg in found]
         return Transcript(language=language or "", language_probability=probability,
                           duration_s=audio.size / SAMPLE_RATE, segments=out)
+
+    @staticmethod
+    def _segments(segments, offset: float) -> list[dict]:
+        """faster-whisper's segments (decoded while iterated) as dicts, times shifted by ``offset``."""
+        return [{
+            "start_s": offset + float(seg.start),
+            "end_s": offset + float(seg.end),
+            "text": seg.text.strip(),
+            "avg_logprob": float(seg.avg_logprob),
+            "no_speech_prob": float(seg.no_speech_prob),
+            "compression_ratio": float(seg.compression_ratio),
+            "words": [
+                {"word": w.word, "start": offset + float(w.start), "end": offset + float(w.end),
+                 "probability": float(w.probability)}
+                for w in (seg.words or [])
+            ],
+        } for seg in segments]
 
     # ---- the hallucination guard -----------------------------------------------------
     def verdict(self, seg: dict) -> Optional[str]:
