@@ -137,9 +137,13 @@ def summarize(run: StageRun, rows) -> dict:
 
 
 def scene_parallelism(run: StageRun) -> int:
-    """Videos scanned at once: one per core, at most 2. One scan keeps 2 cores 1.45 busy (the
-    decoder is threaded; the detector, TransNetV2's stretches and the keyframe JPEGs are not)."""
-    return max(1, min(2, os.cpu_count() or 1))
+    """Videos scanned at once (MEDIAINTEL_SCENE_WORKERS; 0: one per core, at most 2). One scan
+    keeps 2 cores about 1.45 busy: the decoder is threaded, but the detector, TransNetV2's
+    stretches and the keyframe JPEGs are not."""
+    from .. import config
+
+    n = config.get_int("MEDIAINTEL_SCENE_WORKERS")
+    return n if n > 0 else max(1, min(2, os.cpu_count() or 1))
 
 
 def _local(m: dict) -> str:
