@@ -59,7 +59,6 @@ SETTINGS: dict[str, tuple[str | None, str]] = {
     "MEDIAINTEL_WHISPER_BATCH_SIZE": ("auto", "speech recognition: pieces decoded at once by faster-whisper's batched pipeline (2.7x faster on a CPU, a little worse WER); `0`: the sequential decoder; `auto`: 16 on a GPU, sequential on a CPU (docs/perf.md)"),
     "MEDIAINTEL_WHISPER_WORKERS": ("0", "speech recognition on a CPU: media transcribed at once, each by its own worker (`0`: one per core, at most 4)"),
     "MEDIAINTEL_WHISPER_PIECE_S": ("60", "speech recognition, sequential decoder: media longer than 1.2x this are cut in pauses into pieces of about this many seconds, decoded at once on every worker, so a window's last media keeps every core busy (`0`: a media is one piece, on one worker; docs/perf.md)"),
-    "MEDIAINTEL_SCENE_WORKERS": ("0", "videos the scenes stage scans at once (`0`: one per core, at most 2; one scan keeps 2 cores about 1.45 busy)"),
     "MEDIAINTEL_OCR_DETECT_SIZE": ("min:360", "OCR text detection size: `min:N` scales keyframes whose short side is under N up to N (RapidOCR's own default is `min:736`: 3x slower on 360p, same words; docs/perf.md), `max:N` scales those whose long side is over N down"),
     "MEDIAINTEL_CHECKS_ENGINE": ("ge", "`ge` (Great Expectations) or `arrow` (the same rules without GE)"),
     "MEDIAINTEL_LOG_FORMAT": ("text", "`json`: one JSON object per log line"),

@@ -50,8 +50,7 @@ def scenes_of(run: StageRun, m: dict) -> Outcome:
     objects = run.resource("objects")
     mid, src = m["media_id"], m["source_uri"]
     if m["kind"] == "audio" or (m["kind"] != "image" and not m["has_video"]):
-        with run.lock:
-            run.stats["audio_only"] += 1
+        run.stats["audio_only"] += 1
         return Outcome(mid, note="no picture")  # never opened
     params = run.config.params()
     objects.delete_prefix(f"keyframes/{mid}")  # a forced rerun may find fewer shots
@@ -60,8 +59,7 @@ def scenes_of(run: StageRun, m: dict) -> Outcome:
         if m["kind"] == "image":
             shots = [image_keyframe(_local(m), params)]
             objects.put(keyframe_key(mid, 0), shots[0].keyframe_jpeg)
-            with run.lock:
-                run.stats["images"] += 1
+            run.stats["images"] += 1
         else:
             shots, watch = [], Stopwatch()
             for shot in scan_video(_local(m), params, scan):
@@ -77,21 +75,20 @@ def scenes_of(run: StageRun, m: dict) -> Outcome:
                     ErrorCode.TRUNCATED,
                     f"{os.path.basename(src)}: decoding ended after {scan.frames_decoded} of the {expected} "
                     "frames the media stage counted: the file was cut short or changed after it was ingested.")
-            with run.lock:  # media are scanned in parallel (scene_parallelism)
-                run.stats["scan_seconds"] += watch.seconds
-                run.stats["frames_decoded"] += scan.frames_decoded
-                run.stats["video_frames"] += expected
-                run.stats["videos_decoded"] += 1
-                run.stats["decoder_opens"] += scan.decoder_opens
-                run.stats["neural_frames"] += scan.neural_frames
-                run.stats["routed_stretches"] += scan.routed_stretches
-                if scan.neural_frames:
-                    from ..media.transitions import gpu_available
+            run.stats["scan_seconds"] += watch.seconds
+            run.stats["frames_decoded"] += scan.frames_decoded
+            run.stats["video_frames"] += expected
+            run.stats["videos_decoded"] += 1
+            run.stats["decoder_opens"] += scan.decoder_opens
+            run.stats["neural_frames"] += scan.neural_frames
+            run.stats["routed_stretches"] += scan.routed_stretches
+            if scan.neural_frames:
+                from ..media.transitions import gpu_available
 
-                    run.metadata["transnet_device"] = "cuda" if gpu_available() else "cpu"
-                run.metadata["detector_mode"] = scan.mode
-                # The one-decode proof: every decoded video was opened once.
-                run.metadata["decodes_per_video"] = max(run.metadata.get("decodes_per_video", 0), scan.decoder_opens)
+                run.metadata["transnet_device"] = "cuda" if gpu_available() else "cpu"
+            run.metadata["detector_mode"] = scan.mode
+            # The one-decode proof: every decoded video was opened once.
+            run.metadata["decodes_per_video"] = max(run.metadata.get("decodes_per_video", 0), scan.decoder_opens)
     except BaseException:
         objects.delete_prefix(f"keyframes/{mid}")  # no keyframes of a media without scenes rows
         raise
@@ -107,8 +104,7 @@ def scenes_of(run: StageRun, m: dict) -> Outcome:
         "extra_keyframe_s": [e.t for e in s.extra_keyframes],
         "extra_keyframe_uris": [objects.uri(keyframe_key(mid, s.index, n)) for n in range(1, len(s.extra_keyframes) + 1)],
     } for s in shots]
-    with run.lock:
-        run.stats["keyframes_written"] += len(rows) + sum(len(s.extra_keyframes) for s in shots)
+    run.stats["keyframes_written"] += len(rows) + sum(len(s.extra_keyframes) for s in shots)
     return Outcome(mid, rows=rows, media_seconds=(m["duration_s"] or scan.duration_s) if scan.decoder_opens else 0.0,
                    note=f"{scan.frames_decoded} frames decoded once" if scan.decoder_opens else "")
 
@@ -134,16 +130,6 @@ def summarize(run: StageRun, rows) -> dict:
     run.extra_results["keyframes"] = {"keyframes_written": run.stats["keyframes_written"],
                                       "root": run.resource("objects").root}
     return out
-
-
-def scene_parallelism(run: StageRun) -> int:
-    """Videos scanned at once (MEDIAINTEL_SCENE_WORKERS; 0: one per core, at most 2). One scan
-    keeps 2 cores about 1.45 busy: the decoder is threaded, but the detector, TransNetV2's
-    stretches and the keyframe JPEGs are not."""
-    from .. import config
-
-    n = config.get_int("MEDIAINTEL_SCENE_WORKERS")
-    return n if n > 0 else max(1, min(2, os.cpu_count() or 1))
 
 
 def _local(m: dict) -> str:
@@ -180,7 +166,7 @@ SCENES = Stage(
     compute=scenes_of, resources=("objects",), config=ScenesConfig,
     config_model=lambda config: config.params().detector,
     media_columns=("media_id", "source_uri", "sha256", "kind", "has_video", "duration_s", "video_frames"),
-    summarize=summarize, also=(KEYFRAMES,), parallel=scene_parallelism,
+    summarize=summarize, also=(KEYFRAMES,),
     # TransNetV2 runs on every frame when a GPU is there ('auto'): a GPU step (pool "gpu", a GPU pod).
     gpu=True,
 )
