@@ -424,7 +424,15 @@ def machine() -> str:
     except OSError:
         pass
     load = os.getloadavg()[0] if hasattr(os, "getloadavg") else 0.0
-    return f"{platform.machine()}, {cores} cores, {mem:.0f} GB, load {load:.1f} at start"
+    # Sessions get other CPUs under the same "2 cores" (the same run took 519 s on one and 108 s
+    # on another): the model name says which figures can be compared.
+    cpu = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as f:
+            cpu = next((ln.split(":", 1)[1].strip() for ln in f if ln.startswith("model name")), cpu)
+    except OSError:
+        pass
+    return f"{platform.machine()} ({cpu}), {cores} cores, {mem:.0f} GB, load {load:.1f} at start"
 
 
 def main(argv: list[str] | None = None) -> int:
