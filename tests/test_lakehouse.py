@@ -2,10 +2,9 @@
 
 from __future__ import annotations
 
-import multiprocessing as mp
-
 import pyarrow as pa
 import pytest
+from processes import run_spawned
 
 from mediaintel_dagster.lake import schemas
 from mediaintel_dagster.resources import LakehouseResource
@@ -117,10 +116,7 @@ def _writer(args):
 
 
 def _run_writers(root: str, mode: str, retries: int, n: int = 6) -> int:
-    ctx = mp.get_context("spawn")
-    with ctx.Manager() as manager, ctx.Pool(n) as pool:
-        barrier = manager.Barrier(n)
-        return sum(pool.map(_writer, [(root, i, mode, retries, barrier) for i in range(n)]))
+    return sum(run_spawned(_writer, [(root, i, mode, retries) for i in range(n)]))
 
 
 def test_parallel_writers_of_different_media_lose_nothing(tmp_path):

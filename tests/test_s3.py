@@ -9,12 +9,12 @@ MEDIAINTEL_OBJECTS = s3://..., and the standard AWS_* variables.
 
 from __future__ import annotations
 
-import multiprocessing as mp
 import time
 
 import pytest
 
 from conftest import VENV_BIN, copy_into, pipeline_resources, set_home
+from processes import run_spawned
 from s3_standin import FaultProxy
 
 
@@ -95,10 +95,7 @@ def _writer(args) -> int:
 
 
 def _run_writers(root: str, endpoint: str, unsafe: bool) -> int:
-    ctx = mp.get_context("spawn")
-    with ctx.Manager() as manager, ctx.Pool(WRITERS) as pool:
-        barrier = manager.Barrier(WRITERS)
-        return sum(pool.map(_writer, [(root, endpoint, unsafe, w, barrier) for w in range(WRITERS)]))
+    return sum(run_spawned(_writer, [(root, endpoint, unsafe, w) for w in range(WRITERS)]))
 
 
 def test_concurrent_writers_are_safe_on_s3_and_lose_commits_where_conditional_writes_are_ignored(aws, moto_s3):
