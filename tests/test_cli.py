@@ -325,7 +325,14 @@ def test_a_run_whose_process_was_killed_is_marked_failed_by_the_next_call(home, 
     assert DagsterInstance.from_config(instance_dir).get_run_by_id(started.run_id).status == DagsterRunStatus.STARTED
 
     again = run_cli("process", str(tmp_path / "drop"))
-    assert again.returncode == 0, again.stderr[-3000:]
+    if again.returncode != 0:  # seen once (2026-12-08, full suite only): say what the lake held
+        from mediaintel_dagster.resources import LakehouseResource
+
+        audit = [(r["asset"], r["status"], (r.get("run_id") or "")[:8], str(r["at"]))
+                 for r in sorted(LakehouseResource(root=str(home / "lake")).read("audit_log").to_pylist(),
+                                 key=lambda r: r["at"])]
+        pytest.fail(f"exit {again.returncode}; killed run {started.run_id[:8]}; audit_log {audit}\n"
+                    f"{again.stderr[-3000:]}")
     assert f"run {started.run_id}" in again.stderr and "marked failed" in again.stderr
     instance = DagsterInstance.from_config(instance_dir)
     assert instance.get_run_by_id(started.run_id).status == DagsterRunStatus.FAILURE
