@@ -27,10 +27,10 @@ def run_spawned(fn, arg_list: list[tuple], timeout_s: float = 300.0) -> list:
             proc.start()
         for proc in procs:
             proc.join(timeout=timeout_s)
-        hung = [proc.pid for proc in procs if proc.is_alive()]
-        for proc in procs:
-            if proc.is_alive():
-                proc.kill()
+        hung = [proc for proc in procs if proc.is_alive()]
+        for proc in hung:
+            proc.kill()
+        hung = [proc.pid for proc in hung]
         assert not hung, f"writer processes {hung} did not finish in {timeout_s:.0f} s"
         assert [proc.exitcode for proc in procs] == [0] * len(procs), "a writer process crashed"
         out = dict(results.get(timeout=10) for _ in procs)

@@ -200,9 +200,9 @@ class WhisperResource(ConfigurableResource):
                     "features over the whole array it is given, so one piece at a time keeps memory bounded "
                     "whatever the duration. 0 transcribes in one piece.")
     # One media is one beam search, on one CTranslate2 worker: a window of 3 equal media on 2
-    # workers ran 2, then 1 alone, and kept the 2 cores 1.49 busy on average (docs/perf.md). Cut
-    # into pieces, a media's speech goes to every free worker, so the last media of a window is
-    # decoded on both cores. Each piece starts without the text before it as context, like a
+    # workers ran 2, then 1 alone, and kept the 2 cores 1.54 busy (docs/perf.md, "one piece per
+    # media"; docs/audio.md, "Pieces on every worker"). Cut into pieces, a media's speech goes to
+    # every free worker, so the last media of a window is decoded on both cores. Each piece starts without the text before it as context, like a
     # chunk_s piece; the cut is made in the quietest 100 ms near the boundary, and depends on the
     # audio alone (never on the worker count or on the window's other media), so the same bytes
     # give the same pieces, and the same words, on any machine.
